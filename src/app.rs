@@ -1,0 +1,119 @@
+//! The program: arguments → configuration → logging → database → server → wait for a signal → stop.
+//!
+//! Shell, run on the main thread. Exit codes: 0 normal stop, 1 the database or the listener is
+//! unavailable (a service manager restarts us), 2 bad arguments or configuration.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::{self, Options};
+use crate::config::{self, Config};
+use crate::server::Server;
+use crate::store::MysqlStore;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_UNAVAILABLE: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+
+fn exe_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Finds, reads and validates the configuration; the error is the one line to print.
+pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), String> {
+    let app_dir = exe_dir();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let path = config::locate(opts.config.as_deref(), &app_dir, &cwd)?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: cannot read the configuration: {e}", path.display()))?;
+    Config::from_xml(&text, &path, &app_dir).map_err(|e| e.to_string())
+}
+
+pub fn main() -> i32 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match cli::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("astcti-server: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if opts.help {
+        print!("{}", cli::USAGE);
+        return EXIT_OK;
+    }
+    if opts.version {
+        println!("astcti-server {}", env!("CARGO_PKG_VERSION"));
+        return EXIT_OK;
+    }
+    let (config, warnings) = match load_config(&opts) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("astcti-server: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if opts.check_config {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        print!("{}", config.describe());
+        return EXIT_OK;
+    }
+    if let Err(e) = crate::logging::init(Some(&config.logging.directory), config.logging.level, opts.debug) {
+        eprintln!("astcti-server: {} (DIRECTORY): {e}", config.file.display());
+        return EXIT_CONFIG;
+    }
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    run(&config, &opts)
+}
+
+fn run(config: &Config, opts: &Options) -> i32 {
+    log::info!(
+        "astcti-server {} starting with {}",
+        env!("CARGO_PKG_VERSION"),
+        config.file.display()
+    );
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = signal_tx.try_send(());
+    }) {
+        log::error!("cannot install the signal handler: {e}");
+        return EXIT_UNAVAILABLE;
+    }
+    let db = &config.database;
+    let store = match MysqlStore::connect(db) {
+        Ok((store, version)) => {
+            log::info!("database {}@{}:{}/{} is up (version {version})", db.user, db.host, db.port, db.dbms);
+            store
+        }
+        Err(e) => {
+            log::error!(
+                "database connection is not available ({}@{}:{}/{}): {e}. Exiting",
+                db.user, db.host, db.port, db.dbms
+            );
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    if opts.dumpconfig {
+        log::info!("--dumpconfig: the configuration files are logged after the AMI login");
+    }
+    let server = match Server::start(config, Arc::new(store)) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("{e}");
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let _ = signal_rx.recv();
+    log::info!("signal received: shutting down");
+    server.stop();
+    log::info!("astcti-server stopped");
+    log::logger().flush();
+    EXIT_OK
+}

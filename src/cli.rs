@@ -1,0 +1,97 @@
+//! Command line: flags (case-insensitive, like the original's `ToLower()` comparison) and the usage
+//! text. Pure core; `app` acts on the result.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    pub help: bool,
+    pub version: bool,
+    pub debug: bool,
+    pub dumpconfig: bool,
+    pub check_config: bool,
+    pub config: Option<PathBuf>,
+}
+
+pub const USAGE: &str = "
+Usage:
+-----------------------------------------------------------------
+astcti-server [--debug] [--dumpconfig] [--config PATH] [--check-config]
+-----------------------------------------------------------------
+--debug        : enables extensive debug on console (stderr)
+--dumpconfig   : after the AMI login, logs extensions.conf, sip.conf
+                 and queues.conf as Asterisk reports them
+--config PATH  : the configuration file; default AstCTIServer.xml
+                 beside the executable, then in the working
+                 directory, then AstCTIServer.exe.config beside
+                 the executable
+--check-config : validates the configuration, prints it with
+                 passwords masked, exits 0 (valid) or 2 (invalid)
+--version      : prints the version
+--help         : prints this text
+";
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let lower = arg.to_ascii_lowercase();
+        if let Some(path) = lower.strip_prefix("--config=").map(|_| &arg["--config=".len()..]) {
+            o.config = Some(config_path(path)?);
+            continue;
+        }
+        match lower.as_str() {
+            "--help" | "-h" => o.help = true,
+            "--version" | "-v" => o.version = true,
+            "--debug" => o.debug = true,
+            "--dumpconfig" => o.dumpconfig = true,
+            "--check-config" => o.check_config = true,
+            "--config" => {
+                let path = it.next().ok_or("--config needs a file path")?;
+                o.config = Some(config_path(path)?);
+            }
+            _ => return Err(format!("unknown argument {arg:?} (see --help)")),
+        }
+    }
+    Ok(o)
+}
+
+fn config_path(path: &str) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("--config needs a file path".into());
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Options, String> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags_are_case_insensitive() {
+        let o = p(&["--DEBUG", "--DumpConfig", "--check-config"]).unwrap();
+        assert!(o.debug && o.dumpconfig && o.check_config);
+        assert!(p(&["--Help"]).unwrap().help);
+        assert!(p(&["--version"]).unwrap().version);
+    }
+
+    #[test]
+    fn config_path_forms() {
+        assert_eq!(p(&["--config", "/a/B.xml"]).unwrap().config, Some("/a/B.xml".into()));
+        assert_eq!(p(&["--CONFIG=/a/B.xml"]).unwrap().config, Some("/a/B.xml".into()));
+        assert!(p(&["--config"]).is_err());
+        assert!(p(&["--config="]).is_err());
+    }
+
+    #[test]
+    fn unknown_flags_are_errors() {
+        let e = p(&["--frobnicate"]).unwrap_err();
+        assert!(e.contains("--frobnicate"), "{e}");
+        assert!(p(&["extra"]).is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! The client side of the server: the original AstCTIClient line protocol (spec §3).
+pub mod proto;
+pub mod session;
+pub mod worker;

@@ -1,0 +1,208 @@
+//! Per-client state machine (spec §3.3–3.5): connected → user given → authenticated → closed.
+//!
+//! Pure core: [`Session::handle`] takes one command line and an [`Env`] (the store and the
+//! dispatcher's registry, behind a trait so tests use fakes) and returns the one reply to send, if
+//! any, and whether to close. Run by a `client-N` reader thread.
+//!
+//! Departures from the original, all invisible to its client: a `USER` on an authenticated session is
+//! refused (`101 KO`) instead of leaving a stale registration (bug 16); `ORIG` before login is answered
+//! but never reaches Asterisk (bug 14); a NULL `HOST` does not fail the login (bug 17).
+
+use super::proto::{self, parse_command, parse_orig, Command, OrigError, OrigRequest};
+
+/// An agent row from the `cti` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub username: String,
+    pub ext: Option<String>,
+}
+
+/// What a session needs from the rest of the server.
+pub trait Env {
+    /// Is `username` (ASCII case-insensitive) logged in on any connection?
+    fn user_logged_in(&mut self, username: &str) -> bool;
+    /// Looks the credentials up; `Err` carries a loggable reason (database down, …).
+    fn authenticate(&mut self, username: &str, secret: &str) -> Result<Option<AgentRow>, String>;
+    /// Registers this connection as `username` on `ext`; false if either is taken.
+    fn register(&mut self, username: &str, ext: &str) -> bool;
+    /// Hands an originate request for `ext` to the AMI link.
+    fn originate(&mut self, ext: &str, request: OrigRequest);
+    /// Logs why something was refused (never contains a secret).
+    fn note(&mut self, message: &str);
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Connected,
+    UserGiven { username: String },
+    Authenticated { username: String, ext: String },
+    Closed,
+}
+
+/// The result of one command: the reply bytes (at most one) and whether to close afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub reply: Option<&'static [u8]>,
+    pub close: bool,
+}
+
+impl Step {
+    fn reply(bytes: &'static [u8]) -> Step {
+        Step {
+            reply: Some(bytes),
+            close: false,
+        }
+    }
+    const SILENT: Step = Step {
+        reply: None,
+        close: false,
+    };
+}
+
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Session {
+    pub fn new() -> Self {
+        Session {
+            state: State::Connected,
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Authenticated { .. })
+    }
+
+    /// Handles one line. Empty lines are ignored, as in the original.
+    pub fn handle(&mut self, line: &str, env: &mut dyn Env) -> Step {
+        if line.is_empty() || self.state == State::Closed {
+            return Step::SILENT;
+        }
+        match parse_command(line) {
+            Command::User(name) => self.user(name, env),
+            Command::Pass(secret) => self.pass(&secret, env),
+            Command::Noop | Command::Helo => Step::reply(proto::OK),
+            Command::Quit => {
+                self.state = State::Closed;
+                Step {
+                    reply: Some(proto::BYE),
+                    close: true,
+                }
+            }
+            Command::Orig(params) => self.orig(&params, env),
+            Command::Unknown(word) => {
+                env.note(&format!("unknown command {word:?} ignored"));
+                Step::SILENT
+            }
+        }
+    }
+
+    fn user(&mut self, name: String, env: &mut dyn Env) -> Step {
+        if name.is_empty() {
+            return Step::reply(proto::ERROR);
+        }
+        if let State::Authenticated { username, .. } = &self.state {
+            env.note(&format!(
+                "USER {name:?} refused: this connection is already logged in as {username:?}"
+            ));
+            return Step::reply(proto::KO);
+        }
+        if env.user_logged_in(&name) {
+            env.note(&format!(
+                "USER {name:?} refused: already logged in on another connection"
+            ));
+            self.state = State::Connected;
+            return Step::reply(proto::KO);
+        }
+        self.state = State::UserGiven { username: name };
+        Step::reply(proto::OK)
+    }
+
+    fn pass(&mut self, secret: &str, env: &mut dyn Env) -> Step {
+        let username = match &self.state {
+            State::UserGiven { username } => username.clone(),
+            State::Authenticated { .. } => {
+                env.note("PASS refused: already logged in");
+                return Step::reply(proto::KO);
+            }
+            _ => {
+                env.note("PASS before USER refused");
+                return Step::reply(proto::KO);
+            }
+        };
+        if secret.is_empty() {
+            return Step::reply(proto::ERROR);
+        }
+        // A failed PASS discards the user, as the original does.
+        self.state = State::Connected;
+        let row = match env.authenticate(&username, secret) {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                env.note(&format!(
+                    "login of {username:?} failed: unknown user or wrong secret"
+                ));
+                return Step::reply(proto::KO);
+            }
+            Err(reason) => {
+                env.note(&format!("login of {username:?} failed: {reason}"));
+                return Step::reply(proto::KO);
+            }
+        };
+        let ext = match row.ext.as_deref().map(str::trim) {
+            Some(ext) if !ext.is_empty() => ext.to_string(),
+            _ => {
+                env.note(&format!(
+                    "login of {:?} failed: the cti row has no EXT (the client writes it before logging in)",
+                    row.username
+                ));
+                return Step::reply(proto::KO);
+            }
+        };
+        if !env.register(&row.username, &ext) {
+            env.note(&format!(
+                "login of {:?} failed: user or extension {ext:?} already logged in",
+                row.username
+            ));
+            return Step::reply(proto::KO);
+        }
+        self.state = State::Authenticated {
+            username: row.username,
+            ext,
+        };
+        Step::reply(proto::LOGGED_IN)
+    }
+
+    fn orig(&mut self, params: &str, env: &mut dyn Env) -> Step {
+        let request = match parse_orig(params) {
+            Ok(r) => r,
+            Err(OrigError::Malformed) => return Step::reply(proto::ERROR),
+            Err(OrigError::Refused(why)) => {
+                env.note(&format!("ORIG {params:?} refused: {why}"));
+                return Step::reply(proto::OK);
+            }
+        };
+        match &self.state {
+            State::Authenticated { ext, .. } => {
+                let ext = ext.clone();
+                env.originate(&ext, request);
+            }
+            _ => env.note("ORIG before login refused: nothing sent to Asterisk"),
+        }
+        Step::reply(proto::OK)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+use super::*;
+use crate::cti::proto::{BYE, ERROR, KO, LOGGED_IN, OK};
+
+#[derive(Default)]
+struct Fake {
+    logged_in: Vec<String>,
+    registered: Vec<(String, String)>,
+    originated: Vec<(String, OrigRequest)>,
+    notes: Vec<String>,
+    db_down: bool,
+    auth_calls: usize,
+}
+
+impl Env for Fake {
+    fn user_logged_in(&mut self, username: &str) -> bool {
+        self.logged_in
+            .iter()
+            .any(|u| u.eq_ignore_ascii_case(username))
+    }
+    fn authenticate(&mut self, username: &str, secret: &str) -> Result<Option<AgentRow>, String> {
+        self.auth_calls += 1;
+        if self.db_down {
+            return Err("database unreachable".into());
+        }
+        let ext = match username {
+            "test" => Some("SIP/201".to_string()),
+            "noext" => None,
+            "emptyext" => Some(String::new()),
+            "taken" => Some("SIP/999".to_string()),
+            _ => return Ok(None),
+        };
+        Ok((secret == "098f6bcd4621d373cade4e832627b4f6").then(|| AgentRow {
+            username: username.to_string(),
+            ext,
+        }))
+    }
+    fn register(&mut self, username: &str, ext: &str) -> bool {
+        if ext == "SIP/999" {
+            return false;
+        }
+        self.registered.push((username.into(), ext.into()));
+        true
+    }
+    fn originate(&mut self, ext: &str, request: OrigRequest) {
+        self.originated.push((ext.into(), request));
+    }
+    fn note(&mut self, message: &str) {
+        self.notes.push(message.into());
+    }
+}
+
+const SECRET: &str = "098f6bcd4621d373cade4e832627b4f6";
+
+fn run(session: &mut Session, env: &mut Fake, line: &str) -> Option<&'static [u8]> {
+    session.handle(line, env).reply
+}
+
+fn login(env: &mut Fake) -> Session {
+    let mut s = Session::new();
+    assert_eq!(run(&mut s, env, "USER test"), Some(OK));
+    assert_eq!(run(&mut s, env, &format!("PASS {SECRET}")), Some(LOGGED_IN));
+    s
+}
+
+#[test]
+fn good_login_registers_under_ext() {
+    let mut env = Fake::default();
+    let s = login(&mut env);
+    assert!(s.is_authenticated());
+    assert_eq!(env.registered, vec![("test".into(), "SIP/201".into())]);
+}
+
+#[test]
+fn wrong_secret_and_unknown_user_get_ko_and_forget_the_user() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    run(&mut s, &mut env, "USER test");
+    assert_eq!(run(&mut s, &mut env, "PASS 0000"), Some(KO));
+    assert_eq!(s.state(), &State::Connected);
+    assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO), "user forgotten");
+    run(&mut s, &mut env, "USER nobody");
+    assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
+    assert!(env.registered.is_empty());
+}
+
+#[test]
+fn pass_before_user_is_ko_without_db_access() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
+    assert_eq!(env.auth_calls, 0);
+}
+
+#[test]
+fn empty_parameters_are_error() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    assert_eq!(run(&mut s, &mut env, "USER"), Some(ERROR));
+    assert_eq!(run(&mut s, &mut env, "USER "), Some(ERROR));
+    run(&mut s, &mut env, "USER test");
+    assert_eq!(run(&mut s, &mut env, "PASS"), Some(ERROR));
+    assert_eq!(run(&mut s, &mut env, "PASS "), Some(ERROR));
+    assert_eq!(env.auth_calls, 0);
+}
+
+#[test]
+fn duplicate_login_is_ko() {
+    let mut env = Fake {
+        logged_in: vec!["test".into()],
+        ..Fake::default()
+    };
+    let mut s = Session::new();
+    assert_eq!(run(&mut s, &mut env, "USER test"), Some(KO));
+    assert_eq!(run(&mut s, &mut env, "USER TEST"), Some(KO));
+}
+
+#[test]
+fn register_conflict_is_ko() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    run(&mut s, &mut env, "USER taken");
+    assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
+    assert!(!s.is_authenticated());
+}
+
+#[test]
+fn null_or_empty_ext_fails_with_a_logged_reason() {
+    for user in ["noext", "emptyext"] {
+        let mut env = Fake::default();
+        let mut s = Session::new();
+        run(&mut s, &mut env, &format!("USER {user}"));
+        assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
+        assert!(env.notes.iter().any(|n| n.contains("no EXT")), "{:?}", env.notes);
+    }
+}
+
+#[test]
+fn database_error_is_ko_with_reason() {
+    let mut env = Fake {
+        db_down: true,
+        ..Fake::default()
+    };
+    let mut s = Session::new();
+    run(&mut s, &mut env, "USER test");
+    assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
+    assert!(env.notes.iter().any(|n| n.contains("database unreachable")));
+    assert!(env.notes.iter().all(|n| !n.contains(SECRET)), "secret logged");
+}
+
+#[test]
+fn noop_helo_quit() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    assert_eq!(run(&mut s, &mut env, "NOOP"), Some(OK));
+    assert_eq!(run(&mut s, &mut env, "HELO"), Some(OK));
+    let step = s.handle("QUIT", &mut env);
+    assert_eq!(step, Step { reply: Some(BYE), close: true });
+    assert_eq!(run(&mut s, &mut env, "NOOP"), None, "closed");
+}
+
+#[test]
+fn unknown_and_empty_lines_get_no_reply() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    assert_eq!(run(&mut s, &mut env, "LIST"), None);
+    assert_eq!(run(&mut s, &mut env, ""), None);
+    let mut s = login(&mut env);
+    assert_eq!(run(&mut s, &mut env, "FOO bar"), None);
+}
+
+#[test]
+fn second_user_or_pass_after_login_is_ko() {
+    let mut env = Fake::default();
+    let mut s = login(&mut env);
+    assert_eq!(run(&mut s, &mut env, "USER other"), Some(KO));
+    assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
+    assert!(s.is_authenticated(), "the existing login stays");
+}
+
+#[test]
+fn orig_before_login_never_reaches_ami() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    assert_eq!(run(&mut s, &mut env, "ORIG 202|astctidemo|1"), Some(OK));
+    run(&mut s, &mut env, "USER test");
+    assert_eq!(run(&mut s, &mut env, "ORIG 202|astctidemo|1"), Some(OK));
+    assert_eq!(run(&mut s, &mut env, "ORIG"), Some(ERROR));
+    assert_eq!(run(&mut s, &mut env, "ORIG 202|x"), Some(ERROR));
+    assert!(env.originated.is_empty());
+}
+
+#[test]
+fn orig_after_login_is_handed_over_with_the_agents_ext() {
+    let mut env = Fake::default();
+    let mut s = login(&mut env);
+    assert_eq!(run(&mut s, &mut env, "ORIG 202|astctidemo|"), Some(OK));
+    assert_eq!(run(&mut s, &mut env, "ORIG 202\u{1}|astctidemo|1"), Some(OK), "refused, still 100 OK");
+    assert_eq!(
+        env.originated,
+        vec![(
+            "SIP/201".to_string(),
+            OrigRequest {
+                exten: "202".into(),
+                context: "astctidemo".into(),
+                priority: "1".into()
+            }
+        )]
+    );
+}

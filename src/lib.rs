@@ -1,0 +1,17 @@
+//! astcti-server: a drop-in replacement for the original AstCTIServer (see `docs/`).
+//!
+//! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `registry`.
+//! Shell (threads, sockets, database): `app`, `server`, `listener`, `cti::worker`, `dispatcher`,
+//! `store`, `logging`.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod cti;
+pub mod dispatcher;
+pub mod listener;
+pub mod logging;
+pub mod registry;
+pub mod server;
+pub mod store;
