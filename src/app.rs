@@ -63,7 +63,11 @@ pub fn main() -> i32 {
         print!("{}", config.describe());
         return EXIT_OK;
     }
-    if let Err(e) = crate::logging::init(Some(&config.logging.directory), config.logging.level, opts.debug) {
+    if let Err(e) = crate::logging::init(
+        Some(&config.logging.directory),
+        config.logging.level,
+        opts.debug,
+    ) {
         eprintln!("astcti-server: {} (DIRECTORY): {e}", config.file.display());
         return EXIT_CONFIG;
     }
@@ -89,13 +93,22 @@ fn run(config: &Config, opts: &Options) -> i32 {
     let db = &config.database;
     let store = match MysqlStore::connect(db) {
         Ok((store, version)) => {
-            log::info!("database {}@{}:{}/{} is up (version {version})", db.user, db.host, db.port, db.dbms);
+            log::info!(
+                "database {}@{}:{}/{} is up (version {version})",
+                db.user,
+                db.host,
+                db.port,
+                db.dbms
+            );
             store
         }
         Err(e) => {
             log::error!(
                 "database connection is not available ({}@{}:{}/{}): {e}. Exiting",
-                db.user, db.host, db.port, db.dbms
+                db.user,
+                db.host,
+                db.port,
+                db.dbms
             );
             return EXIT_UNAVAILABLE;
         }

@@ -37,7 +37,10 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let lower = arg.to_ascii_lowercase();
-        if let Some(path) = lower.strip_prefix("--config=").map(|_| &arg["--config=".len()..]) {
+        if let Some(path) = lower
+            .strip_prefix("--config=")
+            .map(|_| &arg["--config=".len()..])
+        {
             o.config = Some(config_path(path)?);
             continue;
         }
@@ -82,8 +85,14 @@ mod tests {
 
     #[test]
     fn config_path_forms() {
-        assert_eq!(p(&["--config", "/a/B.xml"]).unwrap().config, Some("/a/B.xml".into()));
-        assert_eq!(p(&["--CONFIG=/a/B.xml"]).unwrap().config, Some("/a/B.xml".into()));
+        assert_eq!(
+            p(&["--config", "/a/B.xml"]).unwrap().config,
+            Some("/a/B.xml".into())
+        );
+        assert_eq!(
+            p(&["--CONFIG=/a/B.xml"]).unwrap().config,
+            Some("/a/B.xml".into())
+        );
         assert!(p(&["--config"]).is_err());
         assert!(p(&["--config="]).is_err());
     }

@@ -306,10 +306,7 @@ impl<'a> Reader<'a> {
         let mut reader = Reader {
             file,
             root_pos: pos_of(&doc, root),
-            sections: SECTIONS
-                .iter()
-                .map(|s| (*s, Section::default()))
-                .collect(),
+            sections: SECTIONS.iter().map(|s| (*s, Section::default())).collect(),
         };
         if root.tag_name().name() != "configuration" {
             return Err(reader.err(
@@ -510,7 +507,11 @@ impl<'a> Reader<'a> {
 
     fn port(&self, section: &str, key: &str, default: Option<u64>) -> Result<u16, ConfigError> {
         // Port 0 asks the OS for a free port (tests use it for the listener).
-        let min = if key == "CTI_SERVER_LISTEN_PORT" { 0 } else { 1 };
+        let min = if key == "CTI_SERVER_LISTEN_PORT" {
+            0
+        } else {
+            1
+        };
         Ok(self.int(section, key, default, min, 65535)? as u16)
     }
 

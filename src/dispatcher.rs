@@ -107,7 +107,8 @@ impl Dispatcher {
                 ext,
                 reply,
             } => {
-                let ok = self.clients.contains_key(&id) && self.registry.register(id, &username, &ext);
+                let ok =
+                    self.clients.contains_key(&id) && self.registry.register(id, &username, &ext);
                 if ok {
                     let peer = self.clients.get(&id).map(|c| c.peer.to_string());
                     log::info!(
@@ -129,7 +130,11 @@ impl Dispatcher {
             ClientEvent::Disconnected { id } => {
                 self.clients.remove(&id);
                 if let Some(agent) = self.registry.remove(id) {
-                    log::info!("client-{id} {:?} on {} logged out", agent.username, agent.ext);
+                    log::info!(
+                        "client-{id} {:?} on {} logged out",
+                        agent.username,
+                        agent.ext
+                    );
                 }
             }
         }

@@ -57,6 +57,7 @@ pub fn run(listener: TcpListener, ctx: WorkerContext, max_clients: usize, stop: 
         }
     }
     drop(listener);
+    clients.retain(|h| !h.is_finished());
     log::info!(
         "listener stopped ({refused} connections refused at the limit); waiting for {} clients",
         clients.len()

@@ -92,7 +92,11 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r.remove(1).map(|a| a.ext), Some("SIP/201".into()));
         assert_eq!(r.remove(1), None);
-        assert_eq!(r.client_for("SIP/202"), Some(2), "other registration untouched");
+        assert_eq!(
+            r.client_for("SIP/202"),
+            Some(2),
+            "other registration untouched"
+        );
         assert!(r.register(3, "test", "SIP/201"));
     }
 }

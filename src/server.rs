@@ -30,9 +30,7 @@ impl Server {
     pub fn start(config: &Config, store: Arc<dyn Store>) -> Result<Server, String> {
         let bind = SocketAddr::new(config.cti.listen_ip, config.cti.listen_port);
         let sock = TcpListener::bind(bind).map_err(|e| {
-            format!(
-                "cannot listen on {bind} (CTI_SERVER_LISTEN_IP/CTI_SERVER_LISTEN_PORT): {e}"
-            )
+            format!("cannot listen on {bind} (CTI_SERVER_LISTEN_IP/CTI_SERVER_LISTEN_PORT): {e}")
         })?;
         let addr = sock.local_addr().map_err(|e| e.to_string())?;
         let (events_tx, events_rx) = bounded(CLIENT_EVENTS);
@@ -47,6 +45,7 @@ impl Server {
             client_timeout: config.cti.client_timeout,
             login_timeout: config.cti.login_timeout,
             keepalive: config.cti.keepalive,
+            originate_contexts: config.cti.originate_contexts.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let max = config.cti.max_clients;

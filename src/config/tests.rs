@@ -57,7 +57,10 @@ fn the_original_csharp_file_parses_unchanged() {
     // The shipped AstCTIServer.exe.config of the original (spec §1.6): LOG_LEVEL 255, port 8999.
     let original = SHIPPED
         .replace(r#"value="9000""#, r#"value="8999""#)
-        .replace(r#"<add key="LOG_LEVEL" value="63"/>"#, r#"<add key="LOG_LEVEL" value="255"/>"#);
+        .replace(
+            r#"<add key="LOG_LEVEL" value="63"/>"#,
+            r#"<add key="LOG_LEVEL" value="255"/>"#,
+        );
     let (c, _) = parse(&original).unwrap();
     assert_eq!(c.cti.listen_port, 8999);
     assert_eq!(c.logging.level, 255);
@@ -65,7 +68,8 @@ fn the_original_csharp_file_parses_unchanged() {
 
 #[test]
 fn keys_are_case_insensitive_and_last_add_wins() {
-    let db = format!(r#"{DB}<add key="mysql_host" value="db1"/><add key="Mysql_Host" value="db2"/>"#);
+    let db =
+        format!(r#"{DB}<add key="mysql_host" value="db1"/><add key="Mysql_Host" value="db2"/>"#);
     let (c, _) = parse(&file(&db, LOG, MGR, CTI)).unwrap();
     assert_eq!(c.database.host, "db2");
 }
@@ -74,7 +78,10 @@ fn keys_are_case_insensitive_and_last_add_wins() {
 fn remove_and_clear_are_honoured() {
     let db = format!(r#"<add key="MYSQL_PORT" value="3307"/><clear/>{DB}"#);
     let (c, _) = parse(&file(&db, LOG, MGR, CTI)).unwrap();
-    assert_eq!(c.database.port, 3306, "clear dropped the earlier MYSQL_PORT");
+    assert_eq!(
+        c.database.port, 3306,
+        "clear dropped the earlier MYSQL_PORT"
+    );
 
     let db = format!(r#"{DB}<remove key="mysql_host"/>"#);
     let e = err_of(&file(&db, LOG, MGR, CTI));
@@ -84,8 +91,10 @@ fn remove_and_clear_are_honoured() {
 
 #[test]
 fn comments_and_config_sections_are_ignored() {
-    let text = file(&format!("<!-- {DB} -->{DB}<!-- x -->"), LOG, MGR, CTI)
-        .replace("<configuration>", "<configuration><configSections><sectionGroup name=\"globalsettings\"/></configSections>");
+    let text = file(&format!("<!-- {DB} -->{DB}<!-- x -->"), LOG, MGR, CTI).replace(
+        "<configuration>",
+        "<configuration><configSections><sectionGroup name=\"globalsettings\"/></configSections>",
+    );
     let (c, w) = parse(&text).unwrap();
     assert_eq!(c.database.pass, "pw");
     assert!(w.is_empty(), "{w:?}");
@@ -119,7 +128,10 @@ fn unknown_keys_and_elements_are_warnings() {
     let db = format!(r#"{DB}<add key="MYSQL_COLOUR" value="blue"/><frobnicate/>"#);
     let (_, w) = parse(&file(&db, LOG, MGR, CTI)).unwrap();
     assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].contains("MYSQL_COLOUR") && w[0].starts_with("test.xml:"), "{w:?}");
+    assert!(
+        w[0].contains("MYSQL_COLOUR") && w[0].starts_with("test.xml:"),
+        "{w:?}"
+    );
     assert!(w[1].contains("frobnicate"), "{w:?}");
 }
 
@@ -162,7 +174,9 @@ fn duplicate_globalsettings_or_section_is_an_error() {
 
 #[test]
 fn missing_section_names_the_first_required_key() {
-    let text = file(DB, LOG, MGR, CTI).replace("<manager>", "<managerx>").replace("</manager>", "</managerx>");
+    let text = file(DB, LOG, MGR, CTI)
+        .replace("<manager>", "<managerx>")
+        .replace("</manager>", "</managerx>");
     let e = err_of(&text);
     assert_eq!(e.key.as_deref(), Some("MANAGER_HOST"));
     assert!(e.message.contains("section <manager> missing"), "{e}");
@@ -170,7 +184,12 @@ fn missing_section_names_the_first_required_key() {
 
 #[test]
 fn missing_required_key_names_key_and_section_position() {
-    let e = err_of(&file(DB, LOG, MGR, r#"<add key="CTI_SERVER_LISTEN_IP" value="0.0.0.0"/>"#));
+    let e = err_of(&file(
+        DB,
+        LOG,
+        MGR,
+        r#"<add key="CTI_SERVER_LISTEN_IP" value="0.0.0.0"/>"#,
+    ));
     assert_eq!(e.key.as_deref(), Some("CTI_SERVER_LISTEN_PORT"));
     assert_eq!(e.pos.line, 12, "the <ctiserver> element's line: {e}");
     assert_eq!(
@@ -195,7 +214,8 @@ fn every_required_key_is_required() {
         ("ctiserver", "CTI_SERVER_LISTEN_PORT"),
     ];
     for (section, key) in required {
-        let text = file(DB, LOG, MGR, CTI).replace(&format!("<add key=\"{key}\""), "<add key=\"X_REMOVED\"");
+        let text = file(DB, LOG, MGR, CTI)
+            .replace(&format!("<add key=\"{key}\""), "<add key=\"X_REMOVED\"");
         let e = err_of(&text);
         assert_eq!(e.key.as_deref(), Some(key), "{section}: {e}");
     }
@@ -227,9 +247,15 @@ fn bad_numbers_name_key_and_line() {
     assert_eq!(e.key.as_deref(), Some("MYSQL_TIMEOUT"));
     assert_eq!(e.pos.line, 4);
     let log = format!(r#"{LOG}<add key="LOG_LEVEL" value="256"/>"#);
-    assert_eq!(err_of(&file(DB, &log, MGR, CTI)).key.as_deref(), Some("LOG_LEVEL"));
+    assert_eq!(
+        err_of(&file(DB, &log, MGR, CTI)).key.as_deref(),
+        Some("LOG_LEVEL")
+    );
     let cti = format!(r#"{CTI}<add key="CTI_MAX_CLIENTS" value="0"/>"#);
-    assert_eq!(err_of(&file(DB, LOG, MGR, &cti)).key.as_deref(), Some("CTI_MAX_CLIENTS"));
+    assert_eq!(
+        err_of(&file(DB, LOG, MGR, &cti)).key.as_deref(),
+        Some("CTI_MAX_CLIENTS")
+    );
 }
 
 #[test]
@@ -246,11 +272,19 @@ fn bad_ip_and_bool_are_errors() {
 fn add_without_key_or_value_and_remove_without_key_are_errors() {
     let e = err_of(&file(&format!(r#"{DB}<add value="1"/>"#), LOG, MGR, CTI));
     assert!(e.message.contains("has no key attribute"), "{e}");
-    let e = err_of(&file(&format!(r#"{DB}<add key="MYSQL_PORT"/>"#), LOG, MGR, CTI));
+    let e = err_of(&file(
+        &format!(r#"{DB}<add key="MYSQL_PORT"/>"#),
+        LOG,
+        MGR,
+        CTI,
+    ));
     assert_eq!(e.key.as_deref(), Some("MYSQL_PORT"));
     assert!(e.message.contains("no value attribute"), "{e}");
     let e = err_of(&file(&format!(r#"{DB}<remove/>"#), LOG, MGR, CTI));
-    assert!(e.message.contains("<remove> in <database> has no key"), "{e}");
+    assert!(
+        e.message.contains("<remove> in <database> has no key"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -265,7 +299,10 @@ fn describe_masks_passwords() {
     let text = c.describe();
     assert!(text.contains("MYSQL_PASS = ********"), "{text}");
     assert!(text.contains("MANAGER_PASS = ********"), "{text}");
-    assert!(!text.contains("= cti\nMYSQL_DBMS") && !text.contains("ctimanager\n[ctiserver]"), "{text}");
+    assert!(
+        !text.contains("= cti\nMYSQL_DBMS") && !text.contains("ctimanager\n[ctiserver]"),
+        "{text}"
+    );
     assert!(text.contains("CTI_SERVER_LISTEN_PORT = 9000"), "{text}");
 }
 
@@ -281,10 +318,19 @@ fn locate_prefers_explicit_then_exe_dir_then_cwd_then_exe_config() {
     let err = locate(None, &exe, &cwd).unwrap_err();
     assert!(err.contains("AstCTIServer.exe.config"), "{err}");
     std::fs::write(exe.join("AstCTIServer.exe.config"), "x").unwrap();
-    assert_eq!(locate(None, &exe, &cwd).unwrap(), exe.join("AstCTIServer.exe.config"));
+    assert_eq!(
+        locate(None, &exe, &cwd).unwrap(),
+        exe.join("AstCTIServer.exe.config")
+    );
     std::fs::write(cwd.join("AstCTIServer.xml"), "x").unwrap();
-    assert_eq!(locate(None, &exe, &cwd).unwrap(), cwd.join("AstCTIServer.xml"));
+    assert_eq!(
+        locate(None, &exe, &cwd).unwrap(),
+        cwd.join("AstCTIServer.xml")
+    );
     std::fs::write(exe.join("AstCTIServer.xml"), "x").unwrap();
-    assert_eq!(locate(None, &exe, &cwd).unwrap(), exe.join("AstCTIServer.xml"));
+    assert_eq!(
+        locate(None, &exe, &cwd).unwrap(),
+        exe.join("AstCTIServer.xml")
+    );
     std::fs::remove_dir_all(&base).unwrap();
 }

@@ -164,9 +164,7 @@ pub fn parse_orig(params: &str) -> Result<OrigRequest, OrigError> {
             )));
         }
         if value.chars().any(|c| c.is_control()) {
-            return Err(OrigError::Refused(format!(
-                "control character in {name}"
-            )));
+            return Err(OrigError::Refused(format!("control character in {name}")));
         }
     }
     Ok(req)

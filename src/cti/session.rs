@@ -31,11 +31,17 @@ pub trait Env {
     fn note(&mut self, message: &str);
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum State {
+    #[default]
     Connected,
-    UserGiven { username: String },
-    Authenticated { username: String, ext: String },
+    UserGiven {
+        username: String,
+    },
+    Authenticated {
+        username: String,
+        ext: String,
+    },
     Closed,
 }
 
@@ -59,21 +65,23 @@ impl Step {
     };
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Session {
     state: State,
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// `CTI_ORIGINATE_CONTEXTS`: contexts ORIG may dial into; empty = any.
+    originate_contexts: Vec<String>,
 }
 
 impl Session {
     pub fn new() -> Self {
+        Session::default()
+    }
+
+    /// A session whose ORIG may only dial into `contexts` (empty = any, as the original).
+    pub fn with_originate_contexts(contexts: Vec<String>) -> Self {
         Session {
             state: State::Connected,
+            originate_contexts: contexts,
         }
     }
 
@@ -193,6 +201,15 @@ impl Session {
                 return Step::reply(proto::OK);
             }
         };
+        if !self.originate_contexts.is_empty()
+            && !self.originate_contexts.contains(&request.context)
+        {
+            env.note(&format!(
+                "ORIG {params:?} refused: context {:?} is not in CTI_ORIGINATE_CONTEXTS",
+                request.context
+            ));
+            return Step::reply(proto::OK);
+        }
         match &self.state {
             State::Authenticated { ext, .. } => {
                 let ext = ext.clone();

@@ -37,6 +37,7 @@ pub struct WorkerContext {
     pub client_timeout: Duration,
     pub login_timeout: Duration,
     pub keepalive: u32,
+    pub originate_contexts: Vec<String>,
 }
 
 struct WorkerEnv<'a> {
@@ -161,7 +162,7 @@ fn read_loop(
     ctx: &WorkerContext,
     started: Instant,
 ) {
-    let mut session = Session::new();
+    let mut session = Session::with_originate_contexts(ctx.originate_contexts.clone());
     let mut lines = LineBuffer::new(MAX_LINE);
     let mut buf = [0u8; 4096];
     loop {
@@ -184,7 +185,10 @@ fn read_loop(
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::info!("client-{id}: {}: closing", end_reason(&e, session.is_authenticated()));
+                log::info!(
+                    "client-{id}: {}: closing",
+                    end_reason(&e, session.is_authenticated())
+                );
                 return;
             }
         };

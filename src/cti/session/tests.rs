@@ -29,10 +29,12 @@ impl Env for Fake {
             "taken" => Some("SIP/999".to_string()),
             _ => return Ok(None),
         };
-        Ok((secret == "098f6bcd4621d373cade4e832627b4f6").then(|| AgentRow {
-            username: username.to_string(),
-            ext,
-        }))
+        Ok(
+            (secret == "098f6bcd4621d373cade4e832627b4f6").then(|| AgentRow {
+                username: username.to_string(),
+                ext,
+            }),
+        )
     }
     fn register(&mut self, username: &str, ext: &str) -> bool {
         if ext == "SIP/999" {
@@ -77,7 +79,11 @@ fn wrong_secret_and_unknown_user_get_ko_and_forget_the_user() {
     run(&mut s, &mut env, "USER test");
     assert_eq!(run(&mut s, &mut env, "PASS 0000"), Some(KO));
     assert_eq!(s.state(), &State::Connected);
-    assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO), "user forgotten");
+    assert_eq!(
+        run(&mut s, &mut env, &format!("PASS {SECRET}")),
+        Some(KO),
+        "user forgotten"
+    );
     run(&mut s, &mut env, "USER nobody");
     assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
     assert!(env.registered.is_empty());
@@ -130,7 +136,11 @@ fn null_or_empty_ext_fails_with_a_logged_reason() {
         let mut s = Session::new();
         run(&mut s, &mut env, &format!("USER {user}"));
         assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
-        assert!(env.notes.iter().any(|n| n.contains("no EXT")), "{:?}", env.notes);
+        assert!(
+            env.notes.iter().any(|n| n.contains("no EXT")),
+            "{:?}",
+            env.notes
+        );
     }
 }
 
@@ -144,7 +154,10 @@ fn database_error_is_ko_with_reason() {
     run(&mut s, &mut env, "USER test");
     assert_eq!(run(&mut s, &mut env, &format!("PASS {SECRET}")), Some(KO));
     assert!(env.notes.iter().any(|n| n.contains("database unreachable")));
-    assert!(env.notes.iter().all(|n| !n.contains(SECRET)), "secret logged");
+    assert!(
+        env.notes.iter().all(|n| !n.contains(SECRET)),
+        "secret logged"
+    );
 }
 
 #[test]
@@ -154,7 +167,13 @@ fn noop_helo_quit() {
     assert_eq!(run(&mut s, &mut env, "NOOP"), Some(OK));
     assert_eq!(run(&mut s, &mut env, "HELO"), Some(OK));
     let step = s.handle("QUIT", &mut env);
-    assert_eq!(step, Step { reply: Some(BYE), close: true });
+    assert_eq!(
+        step,
+        Step {
+            reply: Some(BYE),
+            close: true
+        }
+    );
     assert_eq!(run(&mut s, &mut env, "NOOP"), None, "closed");
 }
 
@@ -194,7 +213,11 @@ fn orig_after_login_is_handed_over_with_the_agents_ext() {
     let mut env = Fake::default();
     let mut s = login(&mut env);
     assert_eq!(run(&mut s, &mut env, "ORIG 202|astctidemo|"), Some(OK));
-    assert_eq!(run(&mut s, &mut env, "ORIG 202\u{1}|astctidemo|1"), Some(OK), "refused, still 100 OK");
+    assert_eq!(
+        run(&mut s, &mut env, "ORIG 202\u{1}|astctidemo|1"),
+        Some(OK),
+        "refused, still 100 OK"
+    );
     assert_eq!(
         env.originated,
         vec![(
@@ -206,4 +229,25 @@ fn orig_after_login_is_handed_over_with_the_agents_ext() {
             }
         )]
     );
+}
+
+#[test]
+fn orig_outside_the_allowed_contexts_is_refused_with_100_ok() {
+    let mut env = Fake::default();
+    let mut s = Session::with_originate_contexts(vec!["astctidemo".into()]);
+    run(&mut s, &mut env, "USER test");
+    run(&mut s, &mut env, &format!("PASS {SECRET}"));
+    assert_eq!(run(&mut s, &mut env, "ORIG 202|from-internal|1"), Some(OK));
+    assert_eq!(
+        run(&mut s, &mut env, "ORIG 202||1"),
+        Some(OK),
+        "default context is not allowed either"
+    );
+    assert!(env.originated.is_empty());
+    assert!(env
+        .notes
+        .iter()
+        .any(|n| n.contains("CTI_ORIGINATE_CONTEXTS")));
+    assert_eq!(run(&mut s, &mut env, "ORIG 202|astctidemo|1"), Some(OK));
+    assert_eq!(env.originated.len(), 1);
 }

@@ -1,0 +1,68 @@
+# Sourced by scripts/test.sh and demo/run.sh: a private MariaDB instance on 127.0.0.1.
+# It never touches a system MariaDB: its own data directory, socket and port.
+#   mariadb_ensure_installed          installs mariadb-server from Debian packages if missing
+#   mariadb_start DIR PORT            starts (if not running) an instance with data in DIR
+#   mariadb_root DIR [args...]        runs the mariadb client as root over the instance's socket
+#   mariadb_stop DIR                  stops the instance
+
+mariadb_ensure_installed() {
+  if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
+    return 0
+  fi
+  echo "== installing MariaDB from Debian packages"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+}
+
+_mariadbd() {
+  if command -v mariadbd >/dev/null 2>&1; then echo mariadbd; else echo /usr/sbin/mariadbd; fi
+}
+
+mariadb_root() {
+  local dir="$1"; shift
+  mariadb --no-defaults --socket="$dir/mysqld.sock" -u root "$@"
+}
+
+mariadb_running() {
+  mariadb-admin --no-defaults --socket="$1/mysqld.sock" -u root ping >/dev/null 2>&1
+}
+
+mariadb_start() {
+  local dir="$1" port="$2"
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  if mariadb_running "$dir"; then
+    return 0
+  fi
+  local user_opt=()
+  [ "$(id -u)" -eq 0 ] && user_opt=(--user=root)
+  if [ ! -d "$dir/data/mysql" ]; then
+    echo "== creating a MariaDB data directory in $dir/data"
+    mariadb-install-db --no-defaults --datadir="$dir/data" "${user_opt[@]}" \
+      --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
+      || { cat "$dir/install.log"; return 1; }
+  fi
+  echo "== starting MariaDB on 127.0.0.1:$port (data in $dir/data)"
+  setsid "$(_mariadbd)" --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" \
+    --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" \
+    --log-error="$dir/error.log" --skip-name-resolve "${user_opt[@]}" </dev/null >/dev/null 2>&1 &
+  local i
+  for i in $(seq 1 150); do
+    if mariadb_running "$dir"; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "MariaDB did not start; its log:" >&2
+  tail -n 30 "$dir/error.log" >&2
+  return 1
+}
+
+mariadb_stop() {
+  local dir="$1"
+  if mariadb_running "$dir"; then
+    mariadb-admin --no-defaults --socket="$dir/mysqld.sock" -u root shutdown
+  fi
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): a private MariaDB, a throw-away database, then cargo test.
+#   scripts/test.sh [cargo test arguments...]
+#   scripts/test.sh --stop-db      stops the private MariaDB
+# Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/mariadb.sh
+
+dir="${ASTCTI_TEST_DB_DIR:-$PWD/target/test-mariadb}"
+port="${ASTCTI_TEST_DB_PORT:-33306}"
+
+if [ "${1:-}" = "--stop-db" ]; then
+  mariadb_stop "$dir"
+  exit 0
+fi
+
+mariadb_ensure_installed
+mariadb_start "$dir" "$port"
+
+echo "== creating database astcti_test and its accounts"
+mariadb_root "$dir" <<SQL
+DROP DATABASE IF EXISTS astcti_test;
+CREATE DATABASE astcti_test;
+CREATE OR REPLACE USER 'astcti_server'@'127.0.0.1' IDENTIFIED BY 'server-pw';
+GRANT SELECT ON astcti_test.* TO 'astcti_server'@'127.0.0.1';
+CREATE OR REPLACE USER 'astcti_admin'@'127.0.0.1' IDENTIFIED BY 'admin-pw';
+GRANT ALL PRIVILEGES ON *.* TO 'astcti_admin'@'127.0.0.1';
+SQL
+mariadb_root "$dir" astcti_test < sql/cti.sql
+
+export ASTCTI_TEST_MYSQL_HOST=127.0.0.1
+export ASTCTI_TEST_MYSQL_PORT="$port"
+export ASTCTI_TEST_MYSQL_DB=astcti_test
+export ASTCTI_TEST_MYSQL_USER=astcti_server
+export ASTCTI_TEST_MYSQL_PASS=server-pw
+export ASTCTI_TEST_MYSQL_ADMIN_USER=astcti_admin
+export ASTCTI_TEST_MYSQL_ADMIN_PASS=admin-pw
+
+echo "== cargo test"
+cargo test --locked "$@"

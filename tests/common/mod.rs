@@ -1,0 +1,333 @@
+//! Shared test harness: the real MariaDB prepared by `scripts/test.sh`, the real `astcti-server`
+//! binary started with a temporary configuration, and clients speaking the protocol over real
+//! loopback sockets. Every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mysql::prelude::Queryable;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_astcti-server");
+/// MD5("test"), the original example secret.
+pub const TEST_SECRET: &str = "098f6bcd4621d373cade4e832627b4f6";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with scripts/test.sh, which starts MariaDB")
+    })
+}
+
+pub struct Db {
+    pub host: String,
+    pub port: u16,
+    pub db: String,
+    pub user: String,
+    pub pass: String,
+}
+
+pub fn db() -> Db {
+    Db {
+        host: env("ASTCTI_TEST_MYSQL_HOST"),
+        port: env("ASTCTI_TEST_MYSQL_PORT").parse().expect("port"),
+        db: env("ASTCTI_TEST_MYSQL_DB"),
+        user: env("ASTCTI_TEST_MYSQL_USER"),
+        pass: env("ASTCTI_TEST_MYSQL_PASS"),
+    }
+}
+
+/// An administrative connection to the test database.
+pub fn admin() -> mysql::PooledConn {
+    let d = db();
+    let opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(d.host))
+        .tcp_port(d.port)
+        .user(Some(env("ASTCTI_TEST_MYSQL_ADMIN_USER")))
+        .pass(Some(env("ASTCTI_TEST_MYSQL_ADMIN_PASS")))
+        .db_name(Some(d.db))
+        .prefer_socket(false);
+    mysql::Pool::new(opts)
+        .and_then(|p| p.get_conn())
+        .expect("admin connection to the test MariaDB")
+}
+
+/// A name unique to this test process and call, for users and extensions.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Inserts an agent whose password is `password`; returns the MD5 secret the client sends.
+pub fn add_agent(username: &str, password: &str, ext: Option<&str>, host: Option<&str>) -> String {
+    let secret = format!("{:x}", md5::compute(password.as_bytes()));
+    admin()
+        .exec_drop(
+            "INSERT INTO cti (USERNAME, SECRET, HOST, EXT) VALUES (?, ?, ?, ?)",
+            (username, &secret, host, ext),
+        )
+        .expect("insert agent");
+    secret
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub ctiserver: Vec<(&'static str, String)>,
+    pub db_port: Option<u16>,
+    pub args: Vec<String>,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("astcti-{tag}-")));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// A configuration file in the original format for the test database.
+pub fn write_config(dir: &std::path::Path, opts: &Options) -> PathBuf {
+    let d = db();
+    let mut cti = vec![
+        ("CTI_CLIENT_TIMEOUT", "60".to_string()),
+        ("CTI_CLIENT_KEEPALIVE", "30".to_string()),
+        ("CTI_SERVER_LISTEN_IP", "127.0.0.1".to_string()),
+        ("CTI_SERVER_LISTEN_PORT", "0".to_string()),
+    ];
+    cti.extend(opts.ctiserver.iter().cloned());
+    let adds = |kv: &[(&str, String)]| {
+        kv.iter()
+            .map(|(k, v)| format!("\t\t\t<add key=\"{k}\" value=\"{v}\" />\n"))
+            .collect::<String>()
+    };
+    let database = [
+        ("MYSQL_HOST", d.host.clone()),
+        ("MYSQL_PORT", opts.db_port.unwrap_or(d.port).to_string()),
+        ("MYSQL_USER", d.user.clone()),
+        ("MYSQL_PASS", d.pass.clone()),
+        ("MYSQL_DBMS", d.db.clone()),
+        ("MYSQL_TIMEOUT", "5".to_string()),
+    ];
+    let logging = [
+        ("ACTIVE", "false".to_string()),
+        ("DIRECTORY", format!("{}/logs/", dir.display())),
+        ("LOG_LEVEL", "63".to_string()),
+    ];
+    let manager = [
+        ("SOCKET_TIMEOUT", "120".to_string()),
+        ("MANAGER_HOST", "127.0.0.1".to_string()),
+        ("MANAGER_PORT", "1".to_string()),
+        ("MANAGER_USER", "ctimanager".to_string()),
+        ("MANAGER_PASS", "ctimanager".to_string()),
+    ];
+    let text = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<configuration>\n\t<globalsettings>\n\
+         \t\t<database>\n{}\t\t</database>\n\t\t<logging>\n{}\t\t</logging>\n\
+         \t\t<manager>\n{}\t\t</manager>\n\t\t<ctiserver>\n{}\t\t</ctiserver>\n\
+         \t</globalsettings>\n</configuration>\n",
+        adds(&database),
+        adds(&logging),
+        adds(&manager),
+        adds(&cti)
+    );
+    let path = dir.join("AstCTIServer.xml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The real server binary, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Server {
+        let dir = temp_dir("srv");
+        let config = write_config(&dir, &opts);
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(&opts.args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start astcti-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("CTI server listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(a) => a.parse().expect("listening address"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; stderr:\n{}",
+                    lines.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server {
+            child,
+            addr,
+            dir,
+            stderr: lines,
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// A client that received the welcome and logged in.
+    pub fn login(&self, user: &str, secret: &str) -> Client {
+        let mut c = self.connect();
+        c.expect(b"100 CTISERVER WELCOME\n");
+        c.send(&format!("USER {user}\n"));
+        c.expect(b"100 OK\n");
+        c.send(&format!("PASS {secret}\n"));
+        c.expect(b"102 OK\n");
+        c
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits until stderr has a line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.stderr_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; None on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Client {
+    pub sock: TcpStream,
+}
+
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        sock.set_nodelay(true).unwrap();
+        Client { sock }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.send_bytes(text.as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.sock.write_all(bytes).expect("send");
+    }
+
+    /// Reads exactly `expected.len()` bytes and compares them.
+    pub fn expect(&mut self, expected: &[u8]) {
+        let mut got = vec![0u8; expected.len()];
+        if let Err(e) = self.sock.read_exact(&mut got) {
+            panic!(
+                "expected {:?}, read failed: {e}",
+                String::from_utf8_lossy(expected)
+            );
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
+    /// True if the server closes the connection (EOF or reset) within `timeout`, with no bytes first.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.sock.set_read_timeout(Some(timeout)).unwrap();
+        let mut b = [0u8; 64];
+        let r = self.sock.read(&mut b);
+        self.sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        match r {
+            Ok(0) => true,
+            Ok(n) => panic!("expected close, got {:?}", String::from_utf8_lossy(&b[..n])),
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+            ),
+        }
+    }
+
+    /// True if nothing arrives within `wait`.
+    pub fn silent_for(&mut self, wait: Duration) -> bool {
+        self.sock.set_read_timeout(Some(wait)).unwrap();
+        let mut b = [0u8; 64];
+        let r = self.sock.read(&mut b);
+        self.sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        match r {
+            Ok(0) => false,
+            Ok(n) => panic!("unexpected bytes {:?}", String::from_utf8_lossy(&b[..n])),
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+}
