@@ -5,6 +5,7 @@
 //! `store`, `logging`.
 #![forbid(unsafe_code)]
 
+pub mod ami;
 pub mod app;
 pub mod cli;
 pub mod config;

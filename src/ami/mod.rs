@@ -1,0 +1,3 @@
+//! The Asterisk side: the AMI frame codec, dialect detection, and the `ami-link` thread.
+pub mod dialect;
+pub mod frame;
