@@ -280,7 +280,7 @@ fn split_at_every_offset_gives_the_same_items() {
     }
 }
 
-fn find_frame<'a>(items: &'a [Item], pred: impl Fn(&Frame) -> bool) -> &'a Frame {
+fn find_frame(items: &[Item], pred: impl Fn(&Frame) -> bool) -> &Frame {
     frames(items)
         .into_iter()
         .find(|f| pred(f))
