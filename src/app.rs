@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::cli::{self, Options};
 use crate::config::{self, Config};
-use crate::server::Server;
+use crate::server::{RunOptions, Server};
 use crate::store::MysqlStore;
 
 pub const EXIT_OK: i32 = 0;
@@ -74,10 +74,33 @@ pub fn main() -> i32 {
     for w in &warnings {
         log::warn!("{w}");
     }
-    run(&config, &opts)
+    let record = match &opts.record_ami {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => {
+                log::info!("recording every AMI byte to {}", path.display());
+                Some(f)
+            }
+            Err(e) => {
+                log::error!("--record-ami {}: {e}", path.display());
+                return EXIT_CONFIG;
+            }
+        },
+        None => None,
+    };
+    run(
+        &config,
+        RunOptions {
+            dumpconfig: opts.dumpconfig,
+            record,
+        },
+    )
 }
 
-fn run(config: &Config, opts: &Options) -> i32 {
+fn run(config: &Config, opts: RunOptions) -> i32 {
     log::info!(
         "astcti-server {} starting with {}",
         env!("CARGO_PKG_VERSION"),
@@ -113,10 +136,7 @@ fn run(config: &Config, opts: &Options) -> i32 {
             return EXIT_UNAVAILABLE;
         }
     };
-    if opts.dumpconfig {
-        log::info!("--dumpconfig: the configuration files are logged after the AMI login");
-    }
-    let server = match Server::start(config, Arc::new(store)) {
+    let server = match Server::start(config, Arc::new(store), opts) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");

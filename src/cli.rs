@@ -11,6 +11,8 @@ pub struct Options {
     pub dumpconfig: bool,
     pub check_config: bool,
     pub config: Option<PathBuf>,
+    /// `--record-ami FILE`: append every byte received from Asterisk to FILE.
+    pub record_ami: Option<PathBuf>,
 }
 
 pub const USAGE: &str = "
@@ -25,6 +27,9 @@ astcti-server [--debug] [--dumpconfig] [--config PATH] [--check-config]
                  beside the executable, then in the working
                  directory, then AstCTIServer.exe.config beside
                  the executable
+--record-ami FILE : appends every byte received from Asterisk,
+                 unchanged, to FILE (a capture for --replay
+                 and ami-replay)
 --check-config : validates the configuration, prints it with
                  passwords masked, exits 0 (valid) or 2 (invalid)
 --version      : prints the version
@@ -53,6 +58,10 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--config" => {
                 let path = it.next().ok_or("--config needs a file path")?;
                 o.config = Some(config_path(path)?);
+            }
+            "--record-ami" => {
+                let path = it.next().ok_or("--record-ami needs a file path")?;
+                o.record_ami = Some(config_path(path)?);
             }
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
@@ -95,6 +104,11 @@ mod tests {
         );
         assert!(p(&["--config"]).is_err());
         assert!(p(&["--config="]).is_err());
+        assert_eq!(
+            p(&["--record-ami", "x.ami"]).unwrap().record_ami,
+            Some("x.ami".into())
+        );
+        assert!(p(&["--record-ami"]).is_err());
     }
 
     #[test]

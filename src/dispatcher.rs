@@ -10,6 +10,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 
+use crate::ami::link::{AmiCommand, AmiFrame, AmiStatus};
 use crate::cti::proto::OrigRequest;
 use crate::registry::{ClientId, Registry};
 
@@ -70,26 +71,29 @@ pub struct Stats {
     pub delivered: u64,
     pub slow_clients_dropped: u64,
     pub originates_dropped: u64,
+    pub ami_frames: u64,
+    /// Frames of an AMI session already reported down.
+    pub stale_frames: u64,
 }
 
 pub struct Dispatcher {
     registry: Registry,
     clients: std::collections::HashMap<ClientId, Client>,
     stats: Stats,
-}
-
-impl Default for Dispatcher {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Where ORIG requests go (the AMI link).
+    ami_commands: Sender<AmiCommand>,
+    /// The AMI session that is up, if any.
+    ami_session: Option<u64>,
 }
 
 impl Dispatcher {
-    pub fn new() -> Self {
+    pub fn new(ami_commands: Sender<AmiCommand>) -> Self {
         Dispatcher {
             registry: Registry::default(),
             clients: Default::default(),
             stats: Stats::default(),
+            ami_commands,
+            ami_session: None,
         }
     }
 
@@ -119,13 +123,21 @@ impl Dispatcher {
                 let _ = reply.send(ok);
             }
             ClientEvent::Originate { id, ext, request } => {
-                self.stats.originates_dropped += 1;
-                log::warn!(
-                    "client-{id} ({ext}) ORIG {}@{} priority {}: no Asterisk link, nothing sent",
-                    request.exten,
-                    request.context,
-                    request.priority
+                let what = format!(
+                    "client-{id} ({ext}) ORIG {}@{} priority {}",
+                    request.exten, request.context, request.priority
                 );
+                if self.ami_session.is_none() {
+                    self.stats.originates_dropped += 1;
+                    log::warn!("{what}: Asterisk is not connected, nothing sent");
+                } else if self
+                    .ami_commands
+                    .try_send(AmiCommand::Originate { ext, request })
+                    .is_err()
+                {
+                    self.stats.originates_dropped += 1;
+                    log::warn!("{what}: the AMI link is not keeping up, dropped");
+                }
             }
             ClientEvent::Disconnected { id } => {
                 self.clients.remove(&id);
@@ -167,6 +179,27 @@ impl Dispatcher {
         }
     }
 
+    pub fn on_ami_status(&mut self, status: AmiStatus) {
+        match status {
+            AmiStatus::Up { session, .. } => self.ami_session = Some(session),
+            AmiStatus::Dialect { .. } => {}
+            AmiStatus::Down { session } => {
+                if self.ami_session == Some(session) {
+                    self.ami_session = None;
+                }
+                log::warn!("Asterisk connection lost (AMI session {session})");
+            }
+        }
+    }
+
+    pub fn on_ami_frame(&mut self, frame: AmiFrame) {
+        if self.ami_session != Some(frame.session) {
+            self.stats.stale_frames += 1;
+            return;
+        }
+        self.stats.ami_frames += 1;
+    }
+
     pub fn stats(&self) -> Stats {
         self.stats
     }
@@ -179,22 +212,43 @@ impl Dispatcher {
     }
 }
 
-/// The thread body: runs until `shutdown` fires or every sender is gone.
-pub fn run(events: Receiver<ClientEvent>, shutdown: Receiver<()>) {
-    let mut d = Dispatcher::new();
+/// The dispatcher's inputs and its one output to the AMI link.
+pub struct DispatcherChannels {
+    pub clients: Receiver<ClientEvent>,
+    pub ami_frames: Receiver<AmiFrame>,
+    pub ami_status: Receiver<AmiStatus>,
+    pub ami_commands: Sender<AmiCommand>,
+    /// Disconnected (its sender dropped) = stop.
+    pub shutdown: Receiver<()>,
+}
+
+/// The thread body: runs until `shutdown` is disconnected.
+pub fn run(ch: DispatcherChannels) {
+    let mut d = Dispatcher::new(ch.ami_commands);
     loop {
         select! {
-            recv(events) -> ev => match ev {
+            recv(ch.ami_status) -> st => if let Ok(st) = st { d.on_ami_status(st) },
+            recv(ch.ami_frames) -> f => if let Ok(f) = f {
+                // The link sends a session's Up before its first frame: take every status that is
+                // already waiting, so a frame is never judged against an older session.
+                while let Ok(st) = ch.ami_status.try_recv() {
+                    d.on_ami_status(st);
+                }
+                d.on_ami_frame(f)
+            },
+            recv(ch.clients) -> ev => match ev {
                 Ok(ev) => d.on_client(ev),
                 Err(_) => break,
             },
-            recv(shutdown) -> _ => break,
+            recv(ch.shutdown) -> _ => break,
         }
     }
     d.close_all();
     let s = d.stats();
     log::info!(
-        "dispatcher stopped: {} notifications delivered, {} slow clients dropped, {} originates dropped",
+        "dispatcher stopped: {} AMI frames ({} of closed sessions), {} notifications delivered, {} slow clients dropped, {} originates dropped",
+        s.ami_frames,
+        s.stale_frames,
         s.delivered,
         s.slow_clients_dropped,
         s.originates_dropped

@@ -14,5 +14,6 @@ pub mod dispatcher;
 pub mod listener;
 pub mod logging;
 pub mod registry;
+pub mod replay;
 pub mod server;
 pub mod store;

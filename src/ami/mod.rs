@@ -1,3 +1,5 @@
 //! The Asterisk side: the AMI frame codec, dialect detection, and the `ami-link` thread.
 pub mod dialect;
 pub mod frame;
+pub mod link;
+pub mod session;

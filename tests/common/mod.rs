@@ -82,6 +82,7 @@ pub fn add_agent(username: &str, password: &str, ext: Option<&str>, host: Option
 pub struct Options {
     pub ctiserver: Vec<(&'static str, String)>,
     pub db_port: Option<u16>,
+    pub manager_port: Option<u16>,
     pub args: Vec<String>,
 }
 
@@ -122,7 +123,7 @@ pub fn write_config(dir: &std::path::Path, opts: &Options) -> PathBuf {
     let manager = [
         ("SOCKET_TIMEOUT", "120".to_string()),
         ("MANAGER_HOST", "127.0.0.1".to_string()),
-        ("MANAGER_PORT", "1".to_string()),
+        ("MANAGER_PORT", opts.manager_port.unwrap_or(1).to_string()),
         ("MANAGER_USER", "ctimanager".to_string()),
         ("MANAGER_PASS", "ctimanager".to_string()),
     ];

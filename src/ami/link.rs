@@ -1,0 +1,316 @@
+//! The `ami-link` thread: one TCP connection to Asterisk at a time, forever.
+//!
+//! Shell around [`Decoder`] and [`Session`]: connect (host names resolved, IPv4 and IPv6), read,
+//! decode, hand frames to the dispatcher, write actions, reconnect with capped exponential backoff.
+//! Exactly one session exists at a time: the thread finishes one before it opens the next.
+//!
+//! It never waits on anything but its socket: frames go to the dispatcher with `try_send` on a bounded
+//! channel ([`FRAME_QUEUE`]); when the dispatcher is that far behind, the frame is dropped, counted and
+//! logged. `Up`/`Down` go on a separate small channel so they are never lost, and every frame carries
+//! its session number so the dispatcher can ignore frames of a session it already saw go down.
+//! Commands (Originate) arrive on a channel and are written by this thread only. The socket is read
+//! with a short timeout ([`POLL`]) so commands, Ping and shutdown are handled between reads.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::dialect::Dialect;
+use super::frame::{Decoder, Frame, Limits};
+use super::session::{Out, Session, SessionConfig};
+use crate::cti::proto::OrigRequest;
+
+/// Frames waiting for the dispatcher.
+pub const FRAME_QUEUE: usize = 16_384;
+/// Longest wait in `read` before commands, Ping and shutdown are looked at.
+pub const POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmiFrame {
+    pub session: u64,
+    pub frame: Frame,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmiStatus {
+    Up {
+        session: u64,
+        dialect: Dialect,
+        version: String,
+    },
+    Dialect {
+        session: u64,
+        dialect: Dialect,
+    },
+    Down {
+        session: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmiCommand {
+    Originate { ext: String, request: OrigRequest },
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub host: String,
+    pub port: u16,
+    pub session: SessionConfig,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// A session that lasted this long resets the backoff.
+    pub stable_after: Duration,
+    pub connect_timeout: Duration,
+    pub limits: Limits,
+}
+
+impl LinkConfig {
+    pub fn new(host: &str, port: u16, session: SessionConfig) -> Self {
+        LinkConfig {
+            host: host.to_string(),
+            port,
+            session,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(1),
+            limits: Limits::default(),
+        }
+    }
+}
+
+pub struct LinkChannels {
+    pub frames: Sender<AmiFrame>,
+    pub status: Sender<AmiStatus>,
+    pub commands: Receiver<AmiCommand>,
+    pub shutdown: Receiver<()>,
+    /// `--record-ami`: every byte received goes here (written by the `ami-record` thread).
+    pub record: Option<Sender<Vec<u8>>>,
+}
+
+/// Capped exponential backoff: min, 2·min, 4·min, … max.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+    pub fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+fn connect(cfg: &LinkConfig) -> Result<(TcpStream, SocketAddr), String> {
+    let addrs: Vec<SocketAddr> = (cfg.host.as_str(), cfg.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", cfg.host))?
+        .collect();
+    let mut last = format!("{} has no address", cfg.host);
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, cfg.connect_timeout) {
+            Ok(s) => return Ok((s, addr)),
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// How a session ended.
+enum End {
+    Shutdown,
+    Lost(String),
+    LoginFailed(String),
+}
+
+struct Link<'a> {
+    cfg: &'a LinkConfig,
+    ch: &'a LinkChannels,
+    dropped: u64,
+}
+
+/// The thread body; returns when `shutdown` fires (or its sender is gone).
+pub fn run(cfg: LinkConfig, ch: LinkChannels) {
+    let mut link = Link {
+        cfg: &cfg,
+        ch: &ch,
+        dropped: 0,
+    };
+    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
+    let mut number = 0u64;
+    loop {
+        let end = match connect(&cfg) {
+            Ok((sock, addr)) => {
+                number += 1;
+                log::info!("connected to Asterisk at {addr} (AMI session {number})");
+                let started = Instant::now();
+                let end = link.session(sock, number);
+                if started.elapsed() >= cfg.stable_after {
+                    backoff.reset();
+                }
+                end
+            }
+            Err(e) => End::Lost(format!("cannot connect to Asterisk: {e}")),
+        };
+        let delay = backoff.next_delay();
+        match end {
+            End::Shutdown => break,
+            End::Lost(why) => log::warn!("{why}; trying again in {:.1} s", delay.as_secs_f32()),
+            End::LoginFailed(why) => log::error!(
+                "{why}; check MANAGER_USER/MANAGER_PASS and manager.conf; trying again in {:.1} s",
+                delay.as_secs_f32()
+            ),
+        }
+        match ch.shutdown.recv_timeout(delay) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+    }
+    if link.dropped > 0 {
+        log::warn!(
+            "AMI link stopped; {} frames were dropped because the dispatcher fell behind",
+            link.dropped
+        );
+    } else {
+        log::info!("AMI link stopped");
+    }
+}
+
+impl Link<'_> {
+    fn session(&mut self, mut sock: TcpStream, number: u64) -> End {
+        let _ = sock.set_read_timeout(Some(POLL));
+        let _ = sock.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = sock.set_nodelay(true);
+        let mut session = Session::new(self.cfg.session.clone(), number, Instant::now());
+        let mut decoder = Decoder::new(self.cfg.limits);
+        let mut buf = vec![0u8; 64 * 1024];
+        let end = loop {
+            if !matches!(
+                self.ch.shutdown.try_recv(),
+                Err(crossbeam_channel::TryRecvError::Empty)
+            ) {
+                if let Some(bytes) = session.logoff() {
+                    let _ = sock.write_all(&bytes);
+                }
+                break End::Shutdown;
+            }
+            let mut outs = Vec::new();
+            while let Ok(AmiCommand::Originate { ext, request }) = self.ch.commands.try_recv() {
+                outs.extend(session.originate(&ext, &request));
+            }
+            match sock.read(&mut buf) {
+                Ok(0) => break End::Lost("Asterisk closed the AMI connection".into()),
+                Ok(n) => {
+                    let bytes = &buf[..n];
+                    if let Some(rec) = &self.ch.record {
+                        let _ = rec.send(bytes.to_vec());
+                    }
+                    log::trace!("AMI <- {}", String::from_utf8_lossy(bytes).escape_debug());
+                    session.on_bytes(Instant::now());
+                    decoder.push(bytes);
+                    while let Some(item) = decoder.next_item() {
+                        outs.extend(session.on_item(item));
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => break End::Lost(format!("AMI read failed: {e}")),
+            }
+            outs.extend(session.tick(Instant::now()));
+            if let Some(end) = self.carry_out(&mut sock, number, outs) {
+                break end;
+            }
+        };
+        let _ = sock.shutdown(Shutdown::Both);
+        if session.logged_in() {
+            let _ = self.ch.status.send(AmiStatus::Down { session: number });
+        }
+        end
+    }
+
+    /// Performs the session's outputs in order; `Some` ends the session.
+    fn carry_out(&mut self, sock: &mut TcpStream, number: u64, outs: Vec<Out>) -> Option<End> {
+        for out in outs {
+            match out {
+                Out::Send(bytes) => {
+                    if let Err(e) = sock.write_all(&bytes) {
+                        return Some(End::Lost(format!("AMI write failed: {e}")));
+                    }
+                }
+                Out::Up { dialect, version } => {
+                    log::info!("logged in to Asterisk (AMI {version}, {dialect})");
+                    let _ = self.ch.status.send(AmiStatus::Up {
+                        session: number,
+                        dialect,
+                        version,
+                    });
+                }
+                Out::Dialect(dialect) => {
+                    log::info!("the events show {dialect}");
+                    let _ = self.ch.status.send(AmiStatus::Dialect {
+                        session: number,
+                        dialect,
+                    });
+                }
+                Out::Frame(frame) => self.publish(number, frame),
+                Out::Info(m) => log::info!("{m}"),
+                Out::Warn(m) => log::warn!("{m}"),
+                Out::LoginFailed(m) => return Some(End::LoginFailed(m)),
+                Out::Dead(m) => return Some(End::Lost(format!("AMI session abandoned: {m}"))),
+            }
+        }
+        None
+    }
+
+    fn publish(&mut self, session: u64, frame: Frame) {
+        match self.ch.frames.try_send(AmiFrame { session, frame }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped += 1;
+                if self.dropped == 1 || self.dropped.is_multiple_of(1000) {
+                    log::error!(
+                        "dispatcher {FRAME_QUEUE} frames behind: AMI frame dropped ({} so far)",
+                        self.dropped
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let got: Vec<u64> = (0..9).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(
+            got,
+            vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(500));
+    }
+}

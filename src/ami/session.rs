@@ -1,0 +1,312 @@
+//! One AMI session, as a pure state machine: banner → `Login` → logged in; action IDs, `Ping` on
+//! idle, matching of responses (login, ping, originate, `--dumpconfig`'s `GetConfig`).
+//!
+//! Pure core (time is passed in), driven by the `ami-link` thread (`ami::link`), which owns the
+//! socket and carries out the [`Out`]puts in order. Success of the login is read from the response
+//! carrying the login's ActionID — never from a substring (original bug 6).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::dialect::Dialect;
+use super::frame::{encode_action, Frame, Item};
+use crate::cti::proto::OrigRequest;
+
+/// What the link must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// Bytes to write to Asterisk.
+    Send(Vec<u8>),
+    /// Logged in: the dialect and the banner's version.
+    Up {
+        dialect: Dialect,
+        version: String,
+    },
+    /// A frame for the dispatcher (events and unsolicited responses).
+    Frame(Frame),
+    /// The dialect seen in the events differs from the banner's.
+    Dialect(Dialect),
+    Info(String),
+    Warn(String),
+    /// Asterisk refused the login: close and back off.
+    LoginFailed(String),
+    /// The session is unusable (Pong missing, no banner): close and reconnect.
+    Dead(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pending {
+    Ping,
+    Originate(String),
+    GetConfig(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    AwaitBanner,
+    AwaitLogin,
+    LoggedIn,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub user: String,
+    pub secret: String,
+    /// Silence after which a `Ping` is sent; the `Pong` must come within the same time.
+    pub idle: Duration,
+    pub dumpconfig: bool,
+}
+
+pub struct Session {
+    config: SessionConfig,
+    number: u64,
+    phase: Phase,
+    next_id: u64,
+    login_id: String,
+    dialect: Dialect,
+    version: String,
+    pending: HashMap<String, Pending>,
+    last_rx: Instant,
+    started: Instant,
+    ping_deadline: Option<Instant>,
+}
+
+impl Session {
+    /// Session `number` (1, 2, … per connection), started at `now`.
+    pub fn new(config: SessionConfig, number: u64, now: Instant) -> Self {
+        Session {
+            config,
+            number,
+            phase: Phase::AwaitBanner,
+            next_id: 0,
+            login_id: format!("astcti-login-{number}"),
+            dialect: Dialect::Unknown,
+            version: String::new(),
+            pending: HashMap::new(),
+            last_rx: now,
+            started: now,
+            ping_deadline: None,
+        }
+    }
+
+    pub fn logged_in(&self) -> bool {
+        self.phase == Phase::LoggedIn
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn action_id(&mut self, kind: &str) -> String {
+        self.next_id += 1;
+        format!("astcti-{kind}-{}-{}", self.number, self.next_id)
+    }
+
+    /// Something arrived from the socket (call once per read, before `on_item`).
+    pub fn on_bytes(&mut self, now: Instant) {
+        self.last_rx = now;
+    }
+
+    pub fn on_item(&mut self, item: Item) -> Vec<Out> {
+        match item {
+            Item::Banner(version) => self.banner(version),
+            Item::Discarded(why) => vec![Out::Warn(format!(
+                "AMI frame discarded ({why}); skipped to the next blank line"
+            ))],
+            Item::Frame(frame) => self.frame(frame),
+        }
+    }
+
+    fn banner(&mut self, version: String) -> Vec<Out> {
+        if self.phase != Phase::AwaitBanner {
+            return vec![Out::Warn(format!(
+                "unexpected second banner {version:?} ignored"
+            ))];
+        }
+        self.dialect = Dialect::from_banner(&version);
+        self.version = version;
+        self.phase = Phase::AwaitLogin;
+        let login = encode_action(
+            "Login",
+            &self.login_id,
+            &[
+                ("Username", &self.config.user),
+                ("Secret", &self.config.secret),
+                ("Events", "on"),
+            ],
+        );
+        match login {
+            Ok(bytes) => vec![Out::Send(bytes)],
+            Err(e) => vec![Out::LoginFailed(format!(
+                "MANAGER_USER or MANAGER_PASS cannot be sent: {e}"
+            ))],
+        }
+    }
+
+    fn frame(&mut self, frame: Frame) -> Vec<Out> {
+        match self.phase {
+            Phase::AwaitBanner => {
+                // No banner: not an AMI port, or something unexpected in front of it.
+                vec![Out::Dead("no AMI banner from the peer".into())]
+            }
+            Phase::AwaitLogin => {
+                if frame.action_id() != Some(self.login_id.as_str()) {
+                    return vec![];
+                }
+                let message = frame.get("Message").unwrap_or("").to_string();
+                if frame.response() == Some("Success") {
+                    self.phase = Phase::LoggedIn;
+                    let mut out = vec![Out::Up {
+                        dialect: self.dialect,
+                        version: self.version.clone(),
+                    }];
+                    if self.config.dumpconfig {
+                        out.extend(self.dumpconfig_requests());
+                    }
+                    out
+                } else {
+                    vec![Out::LoginFailed(format!(
+                        "Asterisk refused the login of {:?}: {}",
+                        self.config.user,
+                        if message.is_empty() {
+                            "(no message)"
+                        } else {
+                            &message
+                        }
+                    ))]
+                }
+            }
+            Phase::LoggedIn => self.logged_in_frame(frame),
+        }
+    }
+
+    fn logged_in_frame(&mut self, frame: Frame) -> Vec<Out> {
+        if frame.event().is_none() {
+            if let Some(pending) = frame.action_id().and_then(|id| self.pending.remove(id)) {
+                return self.answer(pending, &frame);
+            }
+        }
+        let mut out = Vec::new();
+        if let Some(d) = Dialect::evidence(&frame) {
+            if d != self.dialect {
+                self.dialect = d;
+                out.push(Out::Dialect(d));
+            }
+        }
+        out.push(Out::Frame(frame));
+        out
+    }
+
+    fn answer(&mut self, pending: Pending, frame: &Frame) -> Vec<Out> {
+        let response = frame.response().unwrap_or("");
+        let message = frame.get("Message").unwrap_or("");
+        match pending {
+            Pending::Ping => {
+                self.ping_deadline = None;
+                vec![]
+            }
+            Pending::Originate(what) if response == "Success" => {
+                vec![Out::Info(format!("Originate {what}: {message}"))]
+            }
+            Pending::Originate(what) => vec![Out::Warn(format!(
+                "Originate {what} refused by Asterisk: {response} {message}"
+            ))],
+            Pending::GetConfig(file) => vec![Out::Info(format!(
+                "--dumpconfig {file}: {response} {message}\n{}",
+                frame.to_text()
+            ))],
+        }
+    }
+
+    fn dumpconfig_requests(&mut self) -> Vec<Out> {
+        let mut files = vec!["extensions.conf", "sip.conf"];
+        if self.dialect == Dialect::V12Plus {
+            files.push("pjsip.conf");
+        }
+        files.push("queues.conf");
+        let mut out = Vec::new();
+        for file in files {
+            let id = self.action_id("getconfig");
+            if let Ok(bytes) = encode_action("GetConfig", &id, &[("Filename", file)]) {
+                self.pending
+                    .insert(id, Pending::GetConfig(file.to_string()));
+                out.push(Out::Send(bytes));
+            }
+        }
+        out
+    }
+
+    /// An agent's `ORIG` (spec §5.5): Channel and Callerid are the agent's EXT.
+    pub fn originate(&mut self, ext: &str, request: &OrigRequest) -> Vec<Out> {
+        let what = format!(
+            "{ext} -> {}@{} priority {}",
+            request.exten, request.context, request.priority
+        );
+        if !self.logged_in() {
+            return vec![Out::Warn(format!(
+                "Originate {what} dropped: not logged in to Asterisk"
+            ))];
+        }
+        let id = self.action_id("orig");
+        let headers = [
+            ("Channel", ext),
+            ("Context", request.context.as_str()),
+            ("Exten", request.exten.as_str()),
+            ("Priority", request.priority.as_str()),
+            ("Callerid", ext),
+            ("Async", "true"),
+        ];
+        match encode_action("Originate", &id, &headers) {
+            Ok(bytes) => {
+                self.pending.insert(id, Pending::Originate(what.clone()));
+                vec![
+                    Out::Send(bytes),
+                    Out::Info(format!("Originate {what} sent")),
+                ]
+            }
+            Err(e) => vec![Out::Warn(format!("Originate {what} not sent: {e}"))],
+        }
+    }
+
+    /// Time passes: sends `Ping` after `idle` of silence; declares the session dead when the `Pong`
+    /// is late or the banner/login never comes.
+    pub fn tick(&mut self, now: Instant) -> Vec<Out> {
+        let idle = self.config.idle;
+        if self.phase != Phase::LoggedIn {
+            if now.duration_since(self.started) > idle.max(Duration::from_secs(5)) {
+                return vec![Out::Dead("no banner or login answer in time".into())];
+            }
+            return vec![];
+        }
+        if let Some(deadline) = self.ping_deadline {
+            if now > deadline {
+                return vec![Out::Dead(format!(
+                    "no answer to Ping within {} s",
+                    idle.as_secs_f32()
+                ))];
+            }
+            return vec![];
+        }
+        if now.duration_since(self.last_rx) >= idle {
+            let id = self.action_id("ping");
+            if let Ok(bytes) = encode_action("Ping", &id, &[]) {
+                self.pending.insert(id, Pending::Ping);
+                self.ping_deadline = Some(now + idle);
+                return vec![Out::Send(bytes)];
+            }
+        }
+        vec![]
+    }
+
+    /// Bytes that end the session politely.
+    pub fn logoff(&mut self) -> Option<Vec<u8>> {
+        if !self.logged_in() {
+            return None;
+        }
+        let id = self.action_id("logoff");
+        encode_action("Logoff", &id, &[]).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;

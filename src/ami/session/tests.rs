@@ -1,0 +1,252 @@
+use super::*;
+
+fn cfg(dumpconfig: bool) -> SessionConfig {
+    SessionConfig {
+        user: "ctimanager".into(),
+        secret: "s3cret".into(),
+        idle: Duration::from_secs(10),
+        dumpconfig,
+    }
+}
+
+fn f(h: &[(&str, &str)]) -> Frame {
+    Frame {
+        headers: h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: vec![],
+    }
+}
+
+fn sent(out: &[Out]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Send(b) => Some(String::from_utf8(b.clone()).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn logged_in(dumpconfig: bool, banner: &str) -> (Session, Instant) {
+    let t0 = Instant::now();
+    let mut s = Session::new(cfg(dumpconfig), 3, t0);
+    let out = s.on_item(Item::Banner(banner.into()));
+    assert_eq!(
+        sent(&out),
+        vec!["Action: Login\r\nActionID: astcti-login-3\r\nUsername: ctimanager\r\nSecret: s3cret\r\nEvents: on\r\n\r\n"]
+    );
+    (s, t0)
+}
+
+#[test]
+fn login_success_is_read_from_the_matching_action_id() {
+    let (mut s, _) = logged_in(false, "9.0.0");
+    // A response with another ActionID, even "Authentication accepted", is not ours.
+    let other = f(&[
+        ("Response", "Success"),
+        ("ActionID", "login-1"),
+        ("Message", "Authentication accepted"),
+    ]);
+    assert!(s.on_item(Item::Frame(other)).is_empty());
+    assert!(!s.logged_in());
+    let ours = f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+        ("Message", "Authentication accepted"),
+    ]);
+    assert_eq!(
+        s.on_item(Item::Frame(ours)),
+        vec![Out::Up {
+            dialect: Dialect::V12Plus,
+            version: "9.0.0".into()
+        }]
+    );
+    assert!(s.logged_in());
+}
+
+#[test]
+fn login_failure_carries_asterisks_message() {
+    let (mut s, _) = logged_in(false, "1.0");
+    let out = s.on_item(Item::Frame(f(&[
+        ("Response", "Error"),
+        ("ActionID", "astcti-login-3"),
+        ("Message", "Authentication failed"),
+    ])));
+    assert_eq!(
+        out,
+        vec![Out::LoginFailed(
+            "Asterisk refused the login of \"ctimanager\": Authentication failed".into()
+        )]
+    );
+}
+
+#[test]
+fn frames_before_a_banner_mean_this_is_not_ami() {
+    let mut s = Session::new(cfg(false), 1, Instant::now());
+    assert!(matches!(
+        s.on_item(Item::Frame(f(&[("HTTP/1.1 400", "x")])))[0],
+        Out::Dead(_)
+    ));
+}
+
+#[test]
+fn events_are_forwarded_and_correct_the_dialect() {
+    let (mut s, _) = logged_in(false, "1.1");
+    s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    let ev = f(&[("Event", "DialBegin"), ("Channel", "x")]);
+    assert_eq!(
+        s.on_item(Item::Frame(ev.clone())),
+        vec![Out::Dialect(Dialect::V12Plus), Out::Frame(ev.clone())]
+    );
+    assert_eq!(s.on_item(Item::Frame(ev.clone())), vec![Out::Frame(ev)]);
+    // Unsolicited responses are passed on too; events with a pending ActionID are still events.
+    let resp = f(&[("Response", "Success"), ("ActionID", "someone-else")]);
+    assert_eq!(s.on_item(Item::Frame(resp.clone())), vec![Out::Frame(resp)]);
+}
+
+#[test]
+fn ping_after_idle_and_dead_without_pong() {
+    let (mut s, t0) = logged_in(false, "1.0");
+    s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    assert!(s.tick(t0 + Duration::from_secs(9)).is_empty());
+    let out = s.tick(t0 + Duration::from_secs(10));
+    assert_eq!(
+        sent(&out),
+        vec!["Action: Ping\r\nActionID: astcti-ping-3-1\r\n\r\n"]
+    );
+    assert!(
+        s.tick(t0 + Duration::from_secs(15)).is_empty(),
+        "one Ping at a time"
+    );
+    // Pong (1.4 style `Response: Pong`) clears it.
+    s.on_bytes(t0 + Duration::from_secs(16));
+    assert!(s
+        .on_item(Item::Frame(f(&[
+            ("Response", "Pong"),
+            ("ActionID", "astcti-ping-3-1")
+        ])))
+        .is_empty());
+    assert!(s.tick(t0 + Duration::from_secs(21)).is_empty());
+    let out = s.tick(t0 + Duration::from_secs(26));
+    assert_eq!(sent(&out).len(), 1, "next Ping");
+    assert!(matches!(
+        s.tick(t0 + Duration::from_secs(37))[0],
+        Out::Dead(_)
+    ));
+}
+
+#[test]
+fn no_login_answer_in_time_is_dead() {
+    let (mut s, t0) = logged_in(false, "1.0");
+    assert!(s.tick(t0 + Duration::from_secs(10)).is_empty());
+    assert!(matches!(
+        s.tick(t0 + Duration::from_secs(11))[0],
+        Out::Dead(_)
+    ));
+}
+
+#[test]
+fn originate_has_exactly_the_original_headers_plus_action_id() {
+    let (mut s, _) = logged_in(false, "1.0");
+    let req = OrigRequest {
+        exten: "202".into(),
+        context: "astctidemo".into(),
+        priority: "1".into(),
+    };
+    assert!(
+        matches!(s.originate("SIP/201", &req)[0], Out::Warn(_)),
+        "not logged in: dropped"
+    );
+    s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    let out = s.originate("SIP/201", &req);
+    assert_eq!(
+        sent(&out),
+        vec!["Action: Originate\r\nActionID: astcti-orig-3-1\r\nChannel: SIP/201\r\nContext: astctidemo\r\nExten: 202\r\nPriority: 1\r\nCallerid: SIP/201\r\nAsync: true\r\n\r\n"]
+    );
+    let answer = s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-orig-3-1"),
+        ("Message", "Originate successfully queued"),
+    ])));
+    assert_eq!(
+        answer,
+        vec![Out::Info(
+            "Originate SIP/201 -> 202@astctidemo priority 1: Originate successfully queued".into()
+        )]
+    );
+}
+
+#[test]
+fn originate_with_control_characters_sends_nothing() {
+    let (mut s, _) = logged_in(false, "1.0");
+    s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    let req = OrigRequest {
+        exten: "202\r\nAction: Command".into(),
+        context: "c".into(),
+        priority: "1".into(),
+    };
+    let out = s.originate("SIP/201", &req);
+    assert!(sent(&out).is_empty());
+}
+
+#[test]
+fn dumpconfig_requests_files_and_logs_answers_by_action_id() {
+    let (mut s, _) = logged_in(true, "9.0.0");
+    let out = s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    let requests = sent(&out);
+    assert_eq!(requests.len(), 4);
+    for (req, file) in
+        requests
+            .iter()
+            .zip(["extensions.conf", "sip.conf", "pjsip.conf", "queues.conf"])
+    {
+        assert!(
+            req.starts_with("Action: GetConfig\r\n")
+                && req.contains(&format!("Filename: {file}\r\n")),
+            "{req}"
+        );
+    }
+    // An event in between is processed normally.
+    let ev = f(&[("Event", "Newchannel")]);
+    assert_eq!(s.on_item(Item::Frame(ev.clone())), vec![Out::Frame(ev)]);
+    let answer = f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-getconfig-3-2"),
+        ("Category-000000", "general"),
+    ]);
+    let out = s.on_item(Item::Frame(answer));
+    let [Out::Info(text)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert!(
+        text.starts_with("--dumpconfig sip.conf: Success")
+            && text.contains("Category-000000: general"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dumpconfig_on_1_4_skips_pjsip() {
+    let (mut s, _) = logged_in(true, "1.0");
+    let out = s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    assert_eq!(sent(&out).len(), 3);
+}

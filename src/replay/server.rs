@@ -1,0 +1,419 @@
+//! The replayer's sockets and threads: an accept loop on a loopback address and, per connection, a
+//! reader thread (actions in) and a writer thread (banner, answers and the replayed frames out, whole
+//! frames only, never interleaved). Everything written is kept per session so tests can compare it
+//! with what the server recorded.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+
+use super::{answer, rewrite_ids, Capture, Credentials};
+use crate::ami::frame::{Decoder, Frame, Item};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// The capture's own timing (its `.recv-timing.tsv`); 20 frames/s where it has none.
+    Recorded,
+    /// Frames per second.
+    Rate(f64),
+    /// As fast as the socket takes them.
+    Fast,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    pub listen: SocketAddr,
+    /// Banner version, e.g. `9.0.0` (the line sent is `Asterisk Call Manager/<banner>`).
+    pub banner: String,
+    pub captures: Vec<Capture>,
+    pub user: String,
+    pub secret: String,
+    pub pace: Pace,
+    /// Plays of the whole capture list per session; 0 = forever.
+    pub times: u64,
+    pub rewrite_ids: bool,
+    /// First session only: close the connection after this many replayed bytes.
+    pub drop_after: Option<usize>,
+    pub answer_ping: bool,
+    /// Print every action received to stderr.
+    pub verbose: bool,
+}
+
+impl ReplayConfig {
+    pub fn new(listen: SocketAddr, captures: Vec<Capture>) -> Self {
+        let banner = captures
+            .iter()
+            .find_map(|c| c.banner.clone())
+            .unwrap_or_else(|| "1.0".into());
+        ReplayConfig {
+            listen,
+            banner,
+            captures,
+            user: "ctimanager".into(),
+            secret: "ctimanager".into(),
+            pace: Pace::Fast,
+            times: 1,
+            rewrite_ids: false,
+            drop_after: None,
+            answer_ping: true,
+            verbose: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub sessions: u64,
+    pub logins_ok: u64,
+    pub logins_failed: u64,
+    /// (session, action) in arrival order.
+    pub actions: Vec<(u64, Frame)>,
+    /// Every byte written, per session (index 0 = session 1).
+    pub sent: Vec<Vec<u8>>,
+    /// Sessions whose replay ran to its end.
+    pub replays_done: u64,
+}
+
+pub struct ReplayServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<Stats>>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    cfg: ReplayConfig,
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<Stats>>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl ReplayServer {
+    pub fn start(cfg: ReplayConfig) -> std::io::Result<ReplayServer> {
+        let listener = TcpListener::bind(cfg.listen)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::new(Shared {
+            cfg,
+            stop: stop.clone(),
+            stats: stats.clone(),
+            conns: conns.clone(),
+        });
+        let accept = thread::Builder::new()
+            .name("replay-accept".into())
+            .spawn(move || accept_loop(listener, shared))?;
+        Ok(ReplayServer {
+            addr,
+            stop,
+            stats,
+            conns,
+            accept: Some(accept),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `pred(stats)` holds; false on timeout.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&Stats) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if pred(&self.stats()) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        pred(&self.stats())
+    }
+
+    /// Closes every connection now (as an Asterisk restart would), keeps listening.
+    pub fn drop_connections(&self) {
+        if let Ok(mut conns) = self.conns.lock() {
+            for c in conns.drain(..) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        self.drop_connections();
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for ReplayServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut handles = Vec::new();
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(sock) = conn else { continue };
+        let session = {
+            let Ok(mut s) = shared.stats.lock() else {
+                break;
+            };
+            s.sessions += 1;
+            s.sent.push(Vec::new());
+            s.sessions
+        };
+        if let (Ok(mut conns), Ok(clone)) = (shared.conns.lock(), sock.try_clone()) {
+            conns.push(clone);
+        }
+        let shared = shared.clone();
+        if let Ok(h) = thread::Builder::new()
+            .name(format!("replay-{session}"))
+            .spawn(move || serve(sock, session, &shared))
+        {
+            handles.push(h);
+        }
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+enum Incoming {
+    Action(Frame),
+    Closed,
+}
+
+fn reader(mut sock: TcpStream, tx: crossbeam_channel::Sender<Incoming>) {
+    let mut dec = Decoder::default();
+    let mut buf = [0u8; 8192];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                dec.push(&buf[..n]);
+                while let Some(item) = dec.next_item() {
+                    if let Item::Frame(f) = item {
+                        if tx.send(Incoming::Action(f)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = tx.send(Incoming::Closed);
+}
+
+/// The replay schedule: (round, capture, frame) in order.
+struct Schedule {
+    round: u64,
+    capture: usize,
+    frame: usize,
+    /// Time offset of the current round/capture start, and the last frame's due time.
+    base: Duration,
+    last: Duration,
+}
+
+struct Conn<'a> {
+    sock: TcpStream,
+    session: u64,
+    shared: &'a Shared,
+    replayed: usize,
+}
+
+impl Conn<'_> {
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        if let Ok(mut s) = self.shared.stats.lock() {
+            if let Some(sent) = s.sent.get_mut(self.session as usize - 1) {
+                sent.extend_from_slice(bytes);
+            }
+        }
+        self.sock.write_all(bytes).is_ok()
+    }
+}
+
+fn serve(sock: TcpStream, session: u64, shared: &Shared) {
+    let cfg = &shared.cfg;
+    let (tx, rx) = unbounded();
+    if let Ok(read_half) = sock.try_clone() {
+        let _ = thread::Builder::new()
+            .name(format!("replay-{session}-r"))
+            .spawn(move || reader(read_half, tx));
+    }
+    let mut conn = Conn {
+        sock,
+        session,
+        shared,
+        replayed: 0,
+    };
+    if !conn.write(format!("Asterisk Call Manager/{}\r\n", cfg.banner).as_bytes()) {
+        return;
+    }
+    let mut started: Option<Instant> = None;
+    let mut sched = Schedule {
+        round: 0,
+        capture: 0,
+        frame: 0,
+        base: Duration::ZERO,
+        last: Duration::ZERO,
+    };
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let due = started.and_then(|t0| next_due(cfg, &sched).map(|d| t0 + d));
+        let wait = match due {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_millis(100),
+        };
+        let go_on = match recv(&rx, wait) {
+            Some(Incoming::Closed) => false,
+            Some(Incoming::Action(action)) => handle_action(&mut conn, &action, &mut started),
+            None if due.is_some() => send_next(&mut conn, &mut sched),
+            None => true,
+        };
+        if !go_on {
+            break;
+        }
+    }
+    let _ = conn.sock.shutdown(Shutdown::Both);
+}
+
+fn recv(rx: &Receiver<Incoming>, wait: Duration) -> Option<Incoming> {
+    match rx.recv_timeout(wait) {
+        Ok(m) => Some(m),
+        Err(RecvTimeoutError::Timeout) => None,
+        Err(RecvTimeoutError::Disconnected) => Some(Incoming::Closed),
+    }
+}
+
+/// Answers one action; false closes the connection.
+fn handle_action(conn: &mut Conn<'_>, action: &Frame, started: &mut Option<Instant>) -> bool {
+    let cfg = &conn.shared.cfg;
+    let name = action.get("Action").unwrap_or("?").to_string();
+    if cfg.verbose {
+        let mut shown = action.clone();
+        for (k, v) in shown.headers.iter_mut() {
+            if k.eq_ignore_ascii_case("Secret") {
+                *v = "********".into();
+            }
+        }
+        eprintln!(
+            "ami-replay: session {}: {}",
+            conn.session,
+            shown.to_text().trim_end().replace("\r\n", " | ")
+        );
+    }
+    if let Ok(mut s) = conn.shared.stats.lock() {
+        s.actions.push((conn.session, action.clone()));
+    }
+    let creds = Credentials {
+        user: &cfg.user,
+        secret: &cfg.secret,
+        answer_ping: cfg.answer_ping,
+        fully_booted: cfg.banner != "1.0",
+    };
+    if started.is_none() && !name.eq_ignore_ascii_case("login") {
+        let id = action.action_id().unwrap_or("");
+        let denied =
+            format!("Response: Error\r\nActionID: {id}\r\nMessage: Permission denied\r\n\r\n");
+        return conn.write(denied.as_bytes());
+    }
+    let reply = answer(action, &creds);
+    if name.eq_ignore_ascii_case("login") {
+        if let Ok(mut s) = conn.shared.stats.lock() {
+            if reply.login_ok {
+                s.logins_ok += 1;
+            } else {
+                s.logins_failed += 1;
+            }
+        }
+        if reply.login_ok {
+            *started = Some(Instant::now());
+        }
+    }
+    conn.write(&reply.bytes) && !reply.close
+}
+
+/// When the next frame is due, relative to the login; `None` when the replay is over.
+fn next_due(cfg: &ReplayConfig, s: &Schedule) -> Option<Duration> {
+    if cfg.times != 0 && s.round >= cfg.times {
+        return None;
+    }
+    let cap = cfg.captures.get(s.capture)?;
+    let frame = cap.frames.get(s.frame)?;
+    Some(match cfg.pace {
+        Pace::Fast => s.last,
+        Pace::Rate(r) => s.last + Duration::from_secs_f64(1.0 / r.max(0.001)),
+        Pace::Recorded => match (frame.at, cap.frames.first().and_then(|f| f.at)) {
+            (Some(at), Some(first)) => s.base + at.saturating_sub(first),
+            _ => s.last + Duration::from_millis(50),
+        },
+    })
+}
+
+/// Writes the due frame and advances; false closes the connection.
+fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
+    let cfg = &conn.shared.cfg;
+    let Some(due) = next_due(cfg, s) else {
+        return true;
+    };
+    let Some(frame) = cfg
+        .captures
+        .get(s.capture)
+        .and_then(|c| c.frames.get(s.frame))
+    else {
+        return true;
+    };
+    let bytes = if cfg.rewrite_ids {
+        rewrite_ids(&frame.bytes, s.round)
+    } else {
+        frame.bytes.clone()
+    };
+    if let (Some(limit), 1) = (cfg.drop_after, conn.session) {
+        if conn.replayed + bytes.len() > limit {
+            let part = limit - conn.replayed;
+            conn.write(&bytes[..part]);
+            return false;
+        }
+    }
+    conn.replayed += bytes.len();
+    if !conn.write(&bytes) {
+        return false;
+    }
+    s.last = due;
+    s.frame += 1;
+    if s.frame >= cfg.captures[s.capture].frames.len() {
+        s.frame = 0;
+        s.capture += 1;
+        s.base = due + Duration::from_millis(100);
+        s.last = s.base;
+        if s.capture >= cfg.captures.len() {
+            s.capture = 0;
+            s.round += 1;
+            if cfg.times != 0 && s.round >= cfg.times {
+                if let Ok(mut st) = conn.shared.stats.lock() {
+                    st.replays_done += 1;
+                }
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,373 @@
+//! The `ami-link` thread against `ami-replay` playing real captures on 127.0.0.1.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use astcti_server::ami::dialect::Dialect;
+use astcti_server::ami::frame::{Decoder, Frame, Item};
+use astcti_server::ami::link::{self, AmiCommand, AmiFrame, AmiStatus, LinkChannels, LinkConfig};
+use astcti_server::ami::session::SessionConfig;
+use astcti_server::cti::proto::OrigRequest;
+use astcti_server::replay::server::{ReplayConfig, ReplayServer};
+use astcti_server::replay::Capture;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ami")
+        .join(name)
+}
+
+fn capture(name: &str) -> Capture {
+    Capture::load(&fixture(name)).unwrap()
+}
+
+fn replay(cfg: ReplayConfig) -> ReplayServer {
+    ReplayServer::start(cfg).expect("start ami-replay")
+}
+
+fn replay_of(name: &str) -> ReplayServer {
+    replay(ReplayConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![capture(name)],
+    ))
+}
+
+struct Link {
+    status: Receiver<AmiStatus>,
+    frames: Receiver<AmiFrame>,
+    commands: Sender<AmiCommand>,
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Link {
+    fn start(addr: SocketAddr, secret: &str, idle: Duration) -> Link {
+        let (frames_tx, frames) = bounded(100_000);
+        let (status_tx, status) = unbounded();
+        let (commands, commands_rx) = bounded(16);
+        let (stop, stop_rx) = bounded(0);
+        let mut cfg = LinkConfig::new(
+            &addr.ip().to_string(),
+            addr.port(),
+            SessionConfig {
+                user: "ctimanager".into(),
+                secret: secret.into(),
+                idle,
+                dumpconfig: false,
+            },
+        );
+        cfg.backoff_min = Duration::from_millis(300);
+        let ch = LinkChannels {
+            frames: frames_tx,
+            status: status_tx,
+            commands: commands_rx,
+            shutdown: stop_rx,
+            record: None,
+        };
+        let thread = std::thread::spawn(move || link::run(cfg, ch));
+        Link {
+            status,
+            frames,
+            commands,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn next_status(&self, timeout: Duration) -> AmiStatus {
+        self.status
+            .recv_timeout(timeout)
+            .expect("no AMI status in time")
+    }
+
+    /// Frames of `session` until `n` have arrived.
+    fn frames_of(&self, session: u64, n: usize, timeout: Duration) -> Vec<Frame> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.frames.recv_timeout(left) {
+                Ok(f) if f.session == session => out.push(f.frame),
+                Ok(_) => {}
+                Err(_) => panic!("only {} of {n} frames arrived", out.len()),
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The capture's events as the decoder sees them.
+fn events_of(name: &str) -> Vec<Frame> {
+    let mut d = Decoder::default();
+    d.push(&std::fs::read(fixture(name)).unwrap());
+    std::iter::from_fn(|| d.next_item())
+        .filter_map(|i| match i {
+            Item::Frame(f) if f.event().is_some() => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+const T: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(60);
+
+#[test]
+fn login_ok_then_every_event_in_order() {
+    let name = "asterisk-20.20.1/a-inbound-100-answered.ami";
+    let r = replay_of(name);
+    let link = Link::start(r.addr(), "ctimanager", IDLE);
+    assert_eq!(
+        link.next_status(T),
+        AmiStatus::Up {
+            session: 1,
+            dialect: Dialect::V12Plus,
+            version: "9.0.0".into()
+        }
+    );
+    let expected = events_of(name);
+    assert_eq!(expected.len(), 112);
+    // The replayer's own FullyBooted after the login, then the capture's 112 events.
+    let got = link.frames_of(1, 113, T);
+    assert_eq!(got[0].event(), Some("FullyBooted"));
+    assert_eq!(&got[1..], expected.as_slice());
+    let login = &r.stats().actions[0].1;
+    assert_eq!(login.get("Action"), Some("Login"));
+    assert_eq!(login.action_id(), Some("astcti-login-1"));
+    assert_eq!(r.stats().sessions, 1);
+}
+
+#[test]
+fn banner_versions_give_the_dialect() {
+    for (banner, dialect) in [
+        ("1.0", Dialect::V1_4),
+        ("1.1", Dialect::V1_6To11),
+        ("1.3", Dialect::V1_6To11),
+        ("2.10.6", Dialect::V12Plus),
+    ] {
+        let mut cfg = ReplayConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            vec![capture("asterisk-1.4/synthetic-demo100.ami")],
+        );
+        cfg.banner = banner.into();
+        cfg.times = 0;
+        cfg.pace = astcti_server::replay::server::Pace::Rate(5.0);
+        let r = replay(cfg);
+        let link = Link::start(r.addr(), "ctimanager", IDLE);
+        assert_eq!(
+            link.next_status(T),
+            AmiStatus::Up {
+                session: 1,
+                dialect,
+                version: banner.into()
+            }
+        );
+        if dialect != Dialect::V1_4 {
+            // The 1.4 events that follow correct the banner's claim.
+            assert_eq!(
+                link.next_status(T),
+                AmiStatus::Dialect {
+                    session: 1,
+                    dialect: Dialect::V1_4
+                }
+            );
+        }
+    }
+}
+
+#[test]
+fn failed_login_logs_asterisks_answer_and_backs_off() {
+    let r = replay_of("asterisk-20.20.1/a-inbound-100-answered.ami");
+    let start = Instant::now();
+    let link = Link::start(r.addr(), "wrong", IDLE);
+    assert!(
+        link.status
+            .recv_timeout(Duration::from_millis(2500))
+            .is_err(),
+        "never Up"
+    );
+    let failed = r.stats().logins_failed;
+    // Backoff 0.3 s, 0.6 s, 1.2 s: attempts at about 0, 0.3, 0.9, 2.1 s.
+    assert!(
+        (2..=4).contains(&failed),
+        "{failed} attempts in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(r.stats().logins_ok, 0);
+    drop(link);
+}
+
+#[test]
+fn drop_in_the_middle_of_a_frame_then_exactly_one_new_session() {
+    let name = "asterisk-11.25.3/a-inbound-100-answered.ami";
+    let expected = events_of(name);
+    let cap = capture(name);
+    // Cut 10 bytes into the 6th replayed frame.
+    let cut: usize = cap.frames[..5].iter().map(|f| f.bytes.len()).sum::<usize>() + 10;
+    let mut cfg = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
+    cfg.drop_after = Some(cut);
+    let r = replay(cfg);
+    let link = Link::start(r.addr(), "ctimanager", IDLE);
+    assert!(matches!(
+        link.next_status(T),
+        AmiStatus::Up { session: 1, .. }
+    ));
+    let first = link.frames_of(1, 6, T);
+    assert_eq!(first[0].event(), Some("FullyBooted"), "the replayer's");
+    assert_eq!(
+        &first[1..],
+        &expected[..5],
+        "the complete frames before the cut, nothing of the cut one"
+    );
+    assert_eq!(link.next_status(T), AmiStatus::Down { session: 1 });
+    assert!(matches!(
+        link.next_status(T),
+        AmiStatus::Up { session: 2, .. }
+    ));
+    let second = link.frames_of(2, expected.len() + 1, T);
+    assert_eq!(&second[1..], expected.as_slice());
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(r.stats().sessions, 2, "exactly one new session");
+    assert!(
+        link.frames.try_recv().is_err(),
+        "no half frame from session 1 ever arrives"
+    );
+}
+
+#[test]
+fn asterisk_not_running_at_startup() {
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let link = Link::start(addr, "ctimanager", IDLE);
+    assert!(link
+        .status
+        .recv_timeout(Duration::from_millis(1000))
+        .is_err());
+    let mut cfg = ReplayConfig::new(addr, vec![capture("asterisk-1.4/real-call-from-queue.ami")]);
+    cfg.times = 1;
+    let r = replay(cfg);
+    assert!(matches!(
+        link.next_status(T),
+        AmiStatus::Up {
+            session: 1,
+            dialect: Dialect::V1_4,
+            ..
+        }
+    ));
+    assert_eq!(link.frames_of(1, 16, T).len(), 16);
+    assert_eq!(r.stats().sessions, 1);
+}
+
+#[test]
+fn missing_pong_is_a_dead_link() {
+    let mut cfg = ReplayConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![capture("asterisk-1.4/synthetic-demo100.ami")],
+    );
+    cfg.answer_ping = false;
+    let r = replay(cfg);
+    let start = Instant::now();
+    let link = Link::start(r.addr(), "ctimanager", Duration::from_secs(1));
+    assert!(matches!(
+        link.next_status(T),
+        AmiStatus::Up { session: 1, .. }
+    ));
+    assert_eq!(link.next_status(T), AmiStatus::Down { session: 1 });
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "{took:?}: Ping after 1 s idle, 1 s for the Pong"
+    );
+    let pings = r
+        .stats()
+        .actions
+        .iter()
+        .filter(|(_, a)| a.get("Action") == Some("Ping"))
+        .count();
+    assert_eq!(pings, 1);
+    assert!(
+        matches!(link.next_status(T), AmiStatus::Up { session: 2, .. }),
+        "reconnects"
+    );
+}
+
+#[test]
+fn answered_pings_keep_the_link_up() {
+    let r = replay_of("asterisk-1.4/synthetic-demo100.ami");
+    let link = Link::start(r.addr(), "ctimanager", Duration::from_millis(1000));
+    assert!(matches!(
+        link.next_status(T),
+        AmiStatus::Up { session: 1, .. }
+    ));
+    assert!(
+        link.status
+            .recv_timeout(Duration::from_millis(3500))
+            .is_err(),
+        "stays up"
+    );
+    let pings = r
+        .stats()
+        .actions
+        .iter()
+        .filter(|(_, a)| a.get("Action") == Some("Ping"))
+        .count();
+    assert!(pings >= 2, "{pings}");
+}
+
+#[test]
+fn originate_commands_reach_asterisk_with_the_original_headers() {
+    let r = replay_of("asterisk-1.4/synthetic-demo100.ami");
+    let link = Link::start(r.addr(), "ctimanager", IDLE);
+    assert!(matches!(link.next_status(T), AmiStatus::Up { .. }));
+    link.commands
+        .send(AmiCommand::Originate {
+            ext: "SIP/201".into(),
+            request: OrigRequest {
+                exten: "202".into(),
+                context: "astctidemo".into(),
+                priority: "1".into(),
+            },
+        })
+        .unwrap();
+    assert!(r.wait_for(T, |s| s
+        .actions
+        .iter()
+        .any(|(_, a)| a.get("Action") == Some("Originate"))));
+    let stats = r.stats();
+    let orig = &stats
+        .actions
+        .iter()
+        .find(|(_, a)| a.get("Action") == Some("Originate"))
+        .unwrap()
+        .1;
+    let keys: Vec<(&str, &str)> = orig
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("Action", "Originate"),
+            ("ActionID", "astcti-orig-1-1"),
+            ("Channel", "SIP/201"),
+            ("Context", "astctidemo"),
+            ("Exten", "202"),
+            ("Priority", "1"),
+            ("Callerid", "SIP/201"),
+            ("Async", "true"),
+        ]
+    );
+}

@@ -1,0 +1,200 @@
+//! The real binary's AMI side: `--record-ami`, `--dumpconfig`, and the `ami-replay` binary.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use astcti_server::replay::server::{ReplayConfig, ReplayServer};
+use astcti_server::replay::Capture;
+use common::*;
+
+fn capture(name: &str) -> Capture {
+    Capture::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ami")
+            .join(name),
+    )
+    .unwrap()
+}
+
+fn replay(name: &str) -> ReplayServer {
+    ReplayServer::start(ReplayConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![capture(name)],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn record_ami_round_trip_keeps_every_byte() {
+    let r = replay("asterisk-20.20.1/b-inbound-101-queue-answered.ami");
+    let dir = temp_dir("rec");
+    let file = dir.join("field.ami");
+    let server = Server::start_with(Options {
+        manager_port: Some(r.addr().port()),
+        args: vec!["--record-ami".into(), file.display().to_string()],
+        ..Options::default()
+    });
+    assert!(
+        r.wait_for(Duration::from_secs(10), |s| s.replays_done == 1),
+        "replay finished"
+    );
+    let sent = r.stats().sent[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let recorded = loop {
+        let rec = std::fs::read(&file).unwrap_or_default();
+        if rec.len() >= sent.len() || Instant::now() > deadline {
+            break rec;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(recorded.len(), sent.len());
+    assert!(
+        recorded == sent,
+        "recorded bytes differ from the bytes ami-replay sent"
+    );
+    assert!(recorded.starts_with(b"Asterisk Call Manager/9.0.0\r\n"));
+    assert!(server.wait_log(
+        "logged in to Asterisk (AMI 9.0.0, Asterisk 12+)",
+        Duration::from_secs(5)
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dumpconfig_logs_each_file_by_action_id() {
+    let r = replay("asterisk-20.20.1/a-inbound-100-answered.ami");
+    let server = Server::start_with(Options {
+        manager_port: Some(r.addr().port()),
+        args: vec!["--dumpconfig".into()],
+        ..Options::default()
+    });
+    for file in ["extensions.conf", "sip.conf", "pjsip.conf", "queues.conf"] {
+        assert!(
+            server.wait_log(
+                &format!("--dumpconfig {file}: Success"),
+                Duration::from_secs(10)
+            ),
+            "{file}: {}",
+            server.stderr_text()
+        );
+    }
+    let stats = r.stats();
+    let files: Vec<&str> = stats
+        .actions
+        .iter()
+        .filter(|(_, a)| a.get("Action") == Some("GetConfig"))
+        .filter_map(|(_, a)| a.get("Filename"))
+        .collect();
+    assert_eq!(
+        files,
+        vec!["extensions.conf", "sip.conf", "pjsip.conf", "queues.conf"]
+    );
+    let logs = std::fs::read_dir(server.dir.join("logs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(logs).unwrap();
+    assert!(
+        text.contains("Line-000000-000000: replayed-by=ami-replay"),
+        "the answer is in the log file"
+    );
+}
+
+#[test]
+fn orig_from_a_logged_in_client_reaches_asterisk() {
+    let r = replay("asterisk-1.4/synthetic-demo100.ami");
+    let user = unique("orig");
+    let ext = unique("SIP/");
+    let secret = add_agent(&user, "pw", Some(&ext), None);
+    let server = Server::start_with(Options {
+        manager_port: Some(r.addr().port()),
+        ..Options::default()
+    });
+    assert!(server.wait_log("logged in to Asterisk", Duration::from_secs(10)));
+    let mut c = server.login(&user, &secret);
+    c.send("ORIG 202|astctidemo|1\n");
+    c.expect(b"100 OK\n");
+    // Injection attempts: answered 100 OK, nothing sent.
+    c.send("ORIG 202\rAction: Command|astctidemo|1\n");
+    c.expect(b"100 OK\n");
+    c.send(&format!("ORIG {}|astctidemo|1\n", "9".repeat(81)));
+    c.expect(b"100 OK\n");
+    assert!(r.wait_for(Duration::from_secs(5), |s| s
+        .actions
+        .iter()
+        .any(|(_, a)| a.get("Action") == Some("Originate"))));
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = r.stats();
+    let origs: Vec<_> = stats
+        .actions
+        .iter()
+        .filter(|(_, a)| a.get("Action") == Some("Originate"))
+        .collect();
+    assert_eq!(origs.len(), 1);
+    assert_eq!(origs[0].1.get("Channel"), Some(ext.as_str()));
+    assert_eq!(origs[0].1.get("Callerid"), Some(ext.as_str()));
+    assert_eq!(origs[0].1.get("Exten"), Some("202"));
+    assert!(server.wait_log("Originate successfully queued", Duration::from_secs(5)));
+}
+
+#[test]
+fn ami_replay_binary_serves_a_capture_and_refuses_non_loopback() {
+    let bin = env!("CARGO_BIN_EXE_ami-replay");
+    let out = Command::new(bin)
+        .args(["--listen", "0.0.0.0:0", "x.ami"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only loopback"));
+    let out = Command::new(bin).arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--rewrite-ids"));
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ami/asterisk-1.4/synthetic-demo100.ami");
+    let mut child = Command::new(bin)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--pace",
+            "fast",
+            "--quiet",
+        ])
+        .arg(&fixture)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sock = loop {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "ami-replay did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    use std::io::{Read, Write};
+    let mut sock = sock;
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.write_all(
+        b"Action: Login\r\nActionID: 1\r\nUsername: ctimanager\r\nSecret: ctimanager\r\n\r\n",
+    )
+    .unwrap();
+    let expected_tail = std::fs::read(&fixture).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(&expected_tail) {
+        let n = sock.read(&mut buf).expect("replayed bytes");
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"Asterisk Call Manager/1.0\r\nResponse: Success\r\nActionID: 1\r\nMessage: Authentication accepted\r\n\r\n"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
