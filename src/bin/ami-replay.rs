@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use astcti_server::replay::server::{Pace, ReplayConfig, ReplayServer};
-use astcti_server::replay::Capture;
+use astcti_server::replay::{channel_list, Capture};
 
 const USAGE: &str = "\
 Usage: ami-replay [options] FILE.ami...
@@ -20,6 +20,8 @@ Usage: ami-replay [options] FILE.ami...
   --rewrite-ids      give every play its own Uniqueid/Linkedid values
   --drop-after BYTES close the first connection after BYTES replayed bytes
   --no-pong          never answer Ping
+  --channels FILE    answer CoreShowChannels and Status with the CoreShowChannel and Status
+                     events of this capture (default: empty lists)
   --quiet            do not print the actions received
 ";
 
@@ -39,6 +41,7 @@ fn parse(args: &[String]) -> Result<ReplayConfig, String> {
     let mut drop_after = None;
     let mut pong = true;
     let mut verbose = true;
+    let mut channels = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -80,6 +83,9 @@ fn parse(args: &[String]) -> Result<ReplayConfig, String> {
                 )
             }
             "--no-pong" => pong = false,
+            "--channels" => {
+                channels = channel_list(&Capture::load(&PathBuf::from(value(&mut it, a)?))?)
+            }
             "--quiet" => verbose = false,
             f if f.starts_with("--") => return Err(format!("unknown option {f}")),
             f => files.push(PathBuf::from(f)),
@@ -113,6 +119,7 @@ fn parse(args: &[String]) -> Result<ReplayConfig, String> {
     cfg.drop_after = drop_after;
     cfg.answer_ping = pong;
     cfg.verbose = verbose;
+    cfg.channels = channels;
     Ok(cfg)
 }
 

@@ -180,6 +180,44 @@ pub struct Credentials<'a> {
     pub answer_ping: bool,
     /// Send `FullyBooted` after a login (Asterisk 1.6+).
     pub fully_booted: bool,
+    /// `CoreShowChannel` and `Status` events to answer those actions with (empty lists otherwise).
+    pub channels: &'a [Frame],
+}
+
+/// The decoded `CoreShowChannel` and `Status` list items of a capture (for `--channels`).
+pub fn channel_list(capture: &Capture) -> Vec<Frame> {
+    let mut d = crate::ami::frame::Decoder::default();
+    for f in &capture.frames {
+        d.push(&f.bytes);
+    }
+    std::iter::from_fn(|| d.next_item())
+        .filter_map(|i| match i {
+            crate::ami::frame::Item::Frame(f)
+                if matches!(f.event(), Some("CoreShowChannel") | Some("Status")) =>
+            {
+                Some(f)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The list items of `event`, re-labelled with `id`, and how many there are.
+fn list_items(channels: &[Frame], event: &str, id: &str) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let mut n = 0;
+    for f in channels.iter().filter(|f| f.event() == Some(event)) {
+        let mut f = f.clone();
+        for (k, v) in f.headers.iter_mut() {
+            if k.eq_ignore_ascii_case("ActionID") {
+                *v = id.to_string();
+            }
+        }
+        out.extend_from_slice(f.to_text().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        n += 1;
+    }
+    (out, n)
 }
 
 fn response(lines: &[(&str, &str)]) -> Vec<u8> {
@@ -263,11 +301,13 @@ pub fn answer(action: &Frame, creds: &Credentials<'_>) -> Reply {
                 ("EventList", "start"),
                 ("Message", "Channels will follow"),
             ]);
+            let (items, n) = list_items(creds.channels, "CoreShowChannel", id);
+            b.extend(items);
             b.extend(response(&[
                 ("Event", "CoreShowChannelsComplete"),
                 ("ActionID", id),
                 ("EventList", "Complete"),
-                ("ListItems", "0"),
+                ("ListItems", &n.to_string()),
             ]));
             plain(b)
         }
@@ -278,12 +318,15 @@ pub fn answer(action: &Frame, creds: &Credentials<'_>) -> Reply {
                 ("EventList", "start"),
                 ("Message", "Channel status will follow"),
             ]);
+            let (items, n) = list_items(creds.channels, "Status", id);
+            b.extend(items);
+            let n = n.to_string();
             b.extend(response(&[
                 ("Event", "StatusComplete"),
                 ("ActionID", id),
                 ("EventList", "Complete"),
-                ("ListItems", "0"),
-                ("Items", "0"),
+                ("ListItems", &n),
+                ("Items", &n),
             ]));
             plain(b)
         }

@@ -42,6 +42,8 @@ pub struct ReplayConfig {
     pub answer_ping: bool,
     /// Print every action received to stderr.
     pub verbose: bool,
+    /// List items for `CoreShowChannels` and `Status` (see `channel_list`).
+    pub channels: Vec<Frame>,
 }
 
 impl ReplayConfig {
@@ -62,6 +64,7 @@ impl ReplayConfig {
             drop_after: None,
             answer_ping: true,
             verbose: false,
+            channels: Vec::new(),
         }
     }
 }
@@ -329,6 +332,7 @@ fn handle_action(conn: &mut Conn<'_>, action: &Frame, started: &mut Option<Insta
         secret: &cfg.secret,
         answer_ping: cfg.answer_ping,
         fully_booted: cfg.banner != "1.0",
+        channels: &cfg.channels,
     };
     if started.is_none() && !name.eq_ignore_ascii_case("login") {
         let id = action.action_id().unwrap_or("");

@@ -74,6 +74,7 @@ fn creds() -> Credentials<'static> {
         secret: "s",
         answer_ping: true,
         fully_booted: true,
+        channels: &[],
     }
 }
 
@@ -128,4 +129,49 @@ fn other_actions() {
             .bytes
             .is_empty()
     );
+}
+
+#[test]
+fn channel_lists_come_from_a_capture() {
+    let cap = Capture::parse(
+        include_bytes!("../../tests/fixtures/ami/asterisk-20.20.1/n-status-two-calls.ami"),
+        None,
+    );
+    let channels = channel_list(&cap);
+    // README of n-status-two-calls, "event types": Status 8 (6 channels, then one for each of two
+    // single-channel queries), CoreShowChannel 6.
+    assert_eq!(
+        channels
+            .iter()
+            .filter(|f| f.event() == Some("Status"))
+            .count(),
+        8
+    );
+    let core = channels
+        .iter()
+        .filter(|f| f.event() == Some("CoreShowChannel"))
+        .count();
+    assert_eq!(core, 6);
+    let c = Credentials {
+        channels: &channels,
+        ..creds()
+    };
+    let text = String::from_utf8(
+        answer(
+            &frame("Action: CoreShowChannels\r\nActionID: z\r\n\r\n"),
+            &c,
+        )
+        .bytes,
+    )
+    .unwrap();
+    assert_eq!(
+        text.matches("Event: CoreShowChannel\r\nActionID: z\r\n")
+            .count(),
+        core
+    );
+    assert!(text.ends_with(&format!("Event: CoreShowChannelsComplete\r\nActionID: z\r\nEventList: Complete\r\nListItems: {core}\r\n\r\n")));
+    let mut d = crate::ami::frame::Decoder::default();
+    d.push(text.as_bytes());
+    let n = std::iter::from_fn(|| d.next_item()).count();
+    assert_eq!(n, core + 2, "every item is a well-formed frame");
 }
