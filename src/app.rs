@@ -49,6 +49,18 @@ pub fn main() -> i32 {
         println!("astcti-server {}", env!("CARGO_PKG_VERSION"));
         return EXIT_OK;
     }
+    if let Some(path) = &opts.replay {
+        return match std::fs::read(path) {
+            Ok(bytes) => {
+                print!("{}", crate::offline::replay(&bytes, &opts.agents));
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("astcti-server: --replay {}: {e}", path.display());
+                EXIT_CONFIG
+            }
+        };
+    }
     let (config, warnings) = match load_config(&opts) {
         Ok(c) => c,
         Err(e) => {

@@ -13,6 +13,10 @@ pub struct Options {
     pub config: Option<PathBuf>,
     /// `--record-ami FILE`: append every byte received from Asterisk to FILE.
     pub record_ami: Option<PathBuf>,
+    /// `--replay FILE`: print what each agent would be sent, then exit.
+    pub replay: Option<PathBuf>,
+    /// `--agent EXT` (repeatable): only these agents in `--replay`'s output.
+    pub agents: Vec<String>,
 }
 
 pub const USAGE: &str = "
@@ -30,6 +34,11 @@ astcti-server [--debug] [--dumpconfig] [--config PATH] [--check-config]
 --record-ami FILE : appends every byte received from Asterisk,
                  unchanged, to FILE (a capture for --replay
                  and ami-replay)
+--replay FILE  : prints every notification each agent would get
+                 from a recorded AMI stream (no database, no
+                 sockets), one line each: AGENT<TAB>wire bytes
+                 with LF as \\n and TAB as \\t; then exits
+--agent EXT    : with --replay, only this agent (repeatable)
 --check-config : validates the configuration, prints it with
                  passwords masked, exits 0 (valid) or 2 (invalid)
 --version      : prints the version
@@ -58,6 +67,17 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--config" => {
                 let path = it.next().ok_or("--config needs a file path")?;
                 o.config = Some(config_path(path)?);
+            }
+            "--replay" => {
+                let path = it.next().ok_or("--replay needs a file path")?;
+                o.replay = Some(config_path(path)?);
+            }
+            "--agent" => {
+                let ext = it
+                    .next()
+                    .filter(|e| !e.is_empty())
+                    .ok_or("--agent needs an extension, e.g. SIP/201")?;
+                o.agents.push(ext.clone());
             }
             "--record-ami" => {
                 let path = it.next().ok_or("--record-ami needs a file path")?;
@@ -109,6 +129,13 @@ mod tests {
             Some("x.ami".into())
         );
         assert!(p(&["--record-ami"]).is_err());
+        let o = p(&[
+            "--replay", "f.ami", "--agent", "SIP/201", "--agent", "SIP/202",
+        ])
+        .unwrap();
+        assert_eq!(o.replay, Some("f.ami".into()));
+        assert_eq!(o.agents, vec!["SIP/201", "SIP/202"]);
+        assert!(p(&["--agent"]).is_err());
     }
 
     #[test]

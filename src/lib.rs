@@ -7,13 +7,16 @@
 
 pub mod ami;
 pub mod app;
+pub mod calls;
 pub mod cli;
 pub mod config;
 pub mod cti;
 pub mod dispatcher;
 pub mod listener;
 pub mod logging;
+pub mod offline;
 pub mod registry;
 pub mod replay;
+pub mod route;
 pub mod server;
 pub mod store;

@@ -1,4 +1,5 @@
 //! The client side of the server: the original AstCTIClient line protocol (spec §3).
+pub mod notify;
 pub mod proto;
 pub mod session;
 pub mod worker;

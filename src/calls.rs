@@ -1,0 +1,483 @@
+//! The call tracker: one model of calls and legs for every AMI dialect, and the four notifications of
+//! the original (spec §4.2) computed from it.
+//!
+//! Pure core, owned by the dispatcher thread: [`Tracker::apply`] takes a typed event and returns the
+//! notifications it causes, each with the channel it is about (the router turns that into an agent).
+//!
+//! Model. A *leg* is a channel (key: Uniqueid). A *call* groups legs: by `Linkedid` where Asterisk
+//! sends it (12+), else by joining legs that dial, bridge, queue to or pair (Local `;1`/`;2`) with each
+//! other (1.4, 1.6–11). The calldata belongs to the call: the value of `Set(calldata=…)` (a `Newexten`
+//! running `Set` whose variable is exactly `calldata`, or a `VarSet` of `calldata`), together with the
+//! dialplan context it was set in.
+//!
+//! Notifications, per leg:
+//! - `Newcallerid` when the leg starts ringing: at the dial that creates it (the caller's number and
+//!   name), or at `Ringing` for legs no dial announced (queue members in 1.4/11, originates; number
+//!   from the connected line, else the leg's own).
+//! - `Newstate` for every other state change (a dialed leg's `Ringing` is suppressed), from the event.
+//! - `Link` once per leg that answered a call and is bridged with the other party, with the caller's
+//!   number and name, the context the calldata was set in (else the other party's context) and the
+//!   calldata — also for the new agent after a transfer or a pickup.
+//! - `Hangup` with whatever the leg accumulated; the leg is then forgotten, the call with its last leg.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::ami::event::{Chan, Cid, Event};
+use crate::cti::notify::{Kind, Record};
+
+/// A notification about `channel`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub channel: String,
+    pub kind: Kind,
+    pub record: Record,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Leg {
+    uid: String,
+    channel: String,
+    call: String,
+    own_cid: Option<Cid>,
+    /// The caller shown in this leg's popup (and its Link).
+    shown_cid: Option<Cid>,
+    /// The dialplan context this leg last ran in (`Newexten`).
+    context: Option<String>,
+    /// calldata this leg set itself, or received with its Link.
+    appdata: Option<String>,
+    /// A Newexten `Set(calldata=…)` whose `VarSet` echo is still to come.
+    pending_varset: bool,
+    dialed: bool,
+    /// 12+: answered a dial (`DialEnd ANSWER` names it).
+    answered: bool,
+    linked: bool,
+    bridges: HashSet<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Call {
+    calldata: Option<String>,
+    context: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    legs: HashMap<String, Leg>,
+    calls: HashMap<String, Call>,
+    bridges: HashMap<String, Vec<String>>,
+    /// Events that made no sense (unknown legs and the like), counted.
+    pub oddities: u64,
+}
+
+fn present(cid: &Cid) -> bool {
+    !cid.num.is_empty() && cid.num != "<unknown>"
+}
+
+/// The variable and value of a `Set` argument whose variable is `calldata` (or `_calldata`,
+/// `__calldata`, inherited forms).
+pub fn calldata_of(appdata: &str) -> Option<&str> {
+    let (var, value) = appdata.split_once('=')?;
+    (var.trim().trim_start_matches('_') == "calldata").then_some(value)
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Tracker::default()
+    }
+
+    /// Forgets everything (the AMI link went down).
+    pub fn clear(&mut self) {
+        self.legs.clear();
+        self.calls.clear();
+        self.bridges.clear();
+    }
+
+    pub fn legs(&self) -> usize {
+        self.legs.len()
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn apply(&mut self, event: Event) -> Vec<Notification> {
+        let mut out = Vec::new();
+        match event {
+            Event::Newchannel(chan) => {
+                self.upsert(&chan);
+            }
+            Event::Newstate {
+                chan,
+                state,
+                connected,
+            } => self.newstate(chan, state, connected, &mut out),
+            Event::DialBegin { caller, dest, cid } => self.dial_begin(caller, dest, cid, &mut out),
+            Event::DialEnd {
+                caller,
+                dest,
+                status,
+            } => {
+                if status == "ANSWER" && caller.is_some() {
+                    if let Some(leg) = self.legs.get_mut(&dest) {
+                        leg.answered = true;
+                        self.link_bridged(&dest, &mut out);
+                    }
+                }
+            }
+            Event::Newexten {
+                chan,
+                context,
+                application,
+                appdata,
+            } => self.newexten(chan, context, &application, &appdata),
+            Event::VarSet {
+                chan,
+                variable,
+                value,
+            } => self.varset(chan, &variable, value),
+            Event::Link { uid1, uid2, .. } => self.link_event(&uid1, &uid2, &mut out),
+            Event::BridgeEnter { bridge, chan } => {
+                self.upsert(&chan);
+                let members = self.bridges.entry(bridge.clone()).or_default();
+                if !members.contains(&chan.uid) {
+                    members.push(chan.uid.clone());
+                }
+                if let Some(leg) = self.legs.get_mut(&chan.uid) {
+                    leg.bridges.insert(bridge.clone());
+                }
+                let members = self.bridges.get(&bridge).cloned().unwrap_or_default();
+                for uid in members {
+                    self.link_bridged(&uid, &mut out);
+                }
+            }
+            Event::BridgeLeave { bridge, uid } => self.leave(&bridge, &uid),
+            Event::LocalBridge { uid1, uid2 } => self.join(&uid1, &uid2),
+            Event::AgentCalled {
+                caller_channel,
+                dest_channel,
+            } => {
+                let find = |name: &str| {
+                    self.legs
+                        .values()
+                        .find(|l| l.channel == name)
+                        .map(|l| l.uid.clone())
+                };
+                if let (Some(a), Some(b)) = (find(&caller_channel), find(&dest_channel)) {
+                    self.join(&a, &b);
+                }
+            }
+            Event::NewCallerid(chan) => {
+                self.update(&chan);
+            }
+            Event::Rename { uid, newname } => {
+                if let Some(leg) = self.legs.get_mut(&uid) {
+                    leg.channel = newname;
+                }
+            }
+            Event::Hangup(chan) => self.hangup(&chan.uid, &mut out),
+            Event::Other => {}
+        }
+        out
+    }
+
+    /// Refreshes what a known leg's event says about it (name, Linkedid, own caller ID).
+    fn update(&mut self, chan: &Chan) {
+        let Some(leg) = self.legs.get_mut(&chan.uid) else {
+            return;
+        };
+        if !chan.channel.is_empty() {
+            leg.channel = chan.channel.clone();
+        }
+        if chan.cid.is_some() {
+            leg.own_cid = chan.cid.clone();
+        }
+        if let Some(l) = &chan.linkedid {
+            if *l != leg.call {
+                let old = std::mem::replace(&mut leg.call, l.clone());
+                self.calls.entry(l.clone()).or_default();
+                self.forget_call_if_empty(&old);
+            }
+        }
+    }
+
+    fn forget_call_if_empty(&mut self, call: &str) {
+        if !self.legs.values().any(|l| l.call == call) {
+            self.calls.remove(call);
+        }
+    }
+
+    /// The leg of `chan`, created if new.
+    fn upsert(&mut self, chan: &Chan) {
+        if chan.uid.is_empty() {
+            self.oddities += 1;
+            return;
+        }
+        if !self.legs.contains_key(&chan.uid) {
+            let call = chan.linkedid.clone().unwrap_or_else(|| chan.uid.clone());
+            self.calls.entry(call.clone()).or_default();
+            self.legs.insert(
+                chan.uid.clone(),
+                Leg {
+                    uid: chan.uid.clone(),
+                    channel: chan.channel.clone(),
+                    call,
+                    ..Leg::default()
+                },
+            );
+        }
+        self.update(chan);
+    }
+
+    fn record(leg: &Leg) -> Record {
+        Record {
+            uniqueid: Some(leg.uid.clone()),
+            channel: Some(leg.channel.clone()),
+            calleridnum: leg.shown_cid.as_ref().map(|c| c.num.clone()),
+            calleridname: leg.shown_cid.as_ref().map(|c| c.name.clone()),
+            context: leg.context.clone(),
+            appdata: leg.appdata.clone(),
+            state: None,
+        }
+    }
+
+    fn notify(out: &mut Vec<Notification>, leg: &Leg, kind: Kind) {
+        out.push(Notification {
+            channel: leg.channel.clone(),
+            kind,
+            record: Self::record(leg),
+        });
+    }
+
+    fn newstate(
+        &mut self,
+        chan: Chan,
+        state: String,
+        connected: Option<Cid>,
+        out: &mut Vec<Notification>,
+    ) {
+        self.update(&chan);
+        if state == "Ringing" {
+            let Some(leg) = self.legs.get_mut(&chan.uid) else {
+                // The original crashed here (bug 4): a channel we never saw start.
+                self.oddities += 1;
+                log::debug!(
+                    "Ringing of unknown channel {} ({}) ignored",
+                    chan.channel,
+                    chan.uid
+                );
+                return;
+            };
+            if !leg.dialed {
+                let cid = connected
+                    .filter(present)
+                    .or_else(|| chan.cid.clone())
+                    .unwrap_or_default();
+                leg.shown_cid = Some(cid);
+                Self::notify(out, leg, Kind::Newcallerid);
+            }
+            return;
+        }
+        out.push(Notification {
+            channel: chan.channel.clone(),
+            kind: Kind::Newstate,
+            record: Record {
+                uniqueid: Some(chan.uid.clone()),
+                channel: Some(chan.channel.clone()),
+                calleridnum: chan.cid.as_ref().map(|c| c.num.clone()),
+                calleridname: chan.cid.as_ref().map(|c| c.name.clone()),
+                state: Some(state),
+                ..Record::default()
+            },
+        });
+    }
+
+    fn dial_begin(
+        &mut self,
+        caller: Option<Chan>,
+        dest: Chan,
+        cid: Cid,
+        out: &mut Vec<Notification>,
+    ) {
+        let Some(caller) = caller else {
+            // An Originate's own dial: the ringing leg will show its connected line.
+            self.upsert(&dest);
+            return;
+        };
+        self.upsert(&caller);
+        self.upsert(&dest);
+        if dest.linkedid.is_none() {
+            self.join(&caller.uid, &dest.uid);
+        }
+        if let Some(leg) = self.legs.get_mut(&dest.uid) {
+            leg.dialed = true;
+            leg.shown_cid = Some(cid);
+            Self::notify(out, leg, Kind::Newcallerid);
+        }
+    }
+
+    fn newexten(&mut self, chan: Chan, context: String, application: &str, appdata: &str) {
+        self.upsert(&chan);
+        let Some(leg) = self.legs.get_mut(&chan.uid) else {
+            return;
+        };
+        if !context.is_empty() {
+            leg.context = Some(context.clone());
+        }
+        if !application.eq_ignore_ascii_case("Set") {
+            return;
+        }
+        if let Some(value) = calldata_of(appdata) {
+            leg.pending_varset = true;
+            let value = value.to_string();
+            self.set_calldata(&chan.uid, value, Some(context));
+        }
+    }
+
+    fn varset(&mut self, chan: Chan, variable: &str, value: String) {
+        if variable.trim_start_matches('_') != "calldata" {
+            return;
+        }
+        self.upsert(&chan);
+        let Some(leg) = self.legs.get_mut(&chan.uid) else {
+            return;
+        };
+        if std::mem::take(&mut leg.pending_varset) {
+            // The echo of the Set just seen (whose AppData is unescaped): nothing new.
+            return;
+        }
+        let context = leg.context.clone();
+        self.set_calldata(&chan.uid, value, context);
+    }
+
+    fn set_calldata(&mut self, uid: &str, value: String, context: Option<String>) {
+        let Some(leg) = self.legs.get_mut(uid) else {
+            return;
+        };
+        leg.appdata = Some(value.clone());
+        let call = self.calls.entry(leg.call.clone()).or_default();
+        call.calldata = Some(value);
+        call.context = context.filter(|c| !c.is_empty()).or(call.context.take());
+    }
+
+    /// Puts two legs in one call (1.4/1.6–11, where there is no Linkedid).
+    fn join(&mut self, a: &str, b: &str) {
+        let (Some(ca), Some(cb)) = (
+            self.legs.get(a).map(|l| l.call.clone()),
+            self.legs.get(b).map(|l| l.call.clone()),
+        ) else {
+            return;
+        };
+        if ca == cb {
+            return;
+        }
+        for leg in self.legs.values_mut() {
+            if leg.call == cb {
+                leg.call = ca.clone();
+            }
+        }
+        let merged = self.calls.remove(&cb).unwrap_or_default();
+        let target = self.calls.entry(ca).or_default();
+        if target.calldata.is_none() {
+            target.calldata = merged.calldata;
+            target.context = merged.context;
+        }
+    }
+
+    /// The Link of `agent` with `peer`: caller ID, context and calldata, remembered on the leg.
+    fn send_link(&mut self, agent: &str, peer: Option<&str>, out: &mut Vec<Notification>) {
+        let peer_leg = peer.and_then(|p| self.legs.get(p)).cloned();
+        let Some(leg) = self.legs.get(agent) else {
+            return;
+        };
+        if leg.linked {
+            return;
+        }
+        let calls: Vec<&Call> = [Some(&leg.call), peer_leg.as_ref().map(|p| &p.call)]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.calls.get(c))
+            .collect();
+        let calldata = calls.iter().find_map(|c| c.calldata.clone());
+        let call_context = calls
+            .iter()
+            .find(|c| c.calldata.is_some())
+            .and_then(|c| c.context.clone());
+        let shown = leg
+            .shown_cid
+            .clone()
+            .or_else(|| peer_leg.as_ref().and_then(|p| p.own_cid.clone()));
+        let context = call_context
+            .or_else(|| peer_leg.as_ref().and_then(|p| p.context.clone()))
+            .or_else(|| leg.context.clone());
+        let Some(leg) = self.legs.get_mut(agent) else {
+            return;
+        };
+        leg.linked = true;
+        leg.shown_cid = shown;
+        leg.context = context;
+        if leg.appdata.is_none() {
+            leg.appdata = calldata;
+        }
+        Self::notify(out, leg, Kind::Link);
+    }
+
+    /// 1.4 `Link` / 1.6–11 `Bridge`: leg 2 is the called side.
+    fn link_event(&mut self, uid1: &str, uid2: &str, out: &mut Vec<Notification>) {
+        if !self.legs.contains_key(uid2) {
+            self.oddities += 1;
+            return;
+        }
+        self.join(uid1, uid2);
+        let peer = self.legs.contains_key(uid1).then_some(uid1);
+        self.send_link(uid2, peer, out);
+    }
+
+    /// 12+: `uid` answered a dial and shares a bridge with another leg: its Link.
+    fn link_bridged(&mut self, uid: &str, out: &mut Vec<Notification>) {
+        let Some(leg) = self.legs.get(uid) else {
+            return;
+        };
+        if !leg.answered || leg.linked {
+            return;
+        }
+        let peer = leg.bridges.iter().find_map(|b| {
+            self.bridges
+                .get(b)
+                .and_then(|members| members.iter().find(|m| *m != uid).cloned())
+        });
+        if let Some(peer) = peer {
+            self.send_link(uid, Some(&peer), out);
+        }
+    }
+
+    fn leave(&mut self, bridge: &str, uid: &str) {
+        if let Some(members) = self.bridges.get_mut(bridge) {
+            members.retain(|m| m != uid);
+            if members.is_empty() {
+                self.bridges.remove(bridge);
+            }
+        }
+        if let Some(leg) = self.legs.get_mut(uid) {
+            leg.bridges.remove(bridge);
+        }
+    }
+
+    fn hangup(&mut self, uid: &str, out: &mut Vec<Notification>) {
+        let Some(leg) = self.legs.remove(uid) else {
+            return;
+        };
+        Self::notify(out, &leg, Kind::Hangup);
+        for b in &leg.bridges {
+            if let Some(members) = self.bridges.get_mut(b) {
+                members.retain(|m| m != uid);
+                if members.is_empty() {
+                    self.bridges.remove(b);
+                }
+            }
+        }
+        self.forget_call_if_empty(&leg.call);
+    }
+}
+
+#[cfg(test)]
+mod tests;
