@@ -19,6 +19,9 @@
 //!   number and name, the context the calldata was set in (else the other party's context) and the
 //!   calldata — also for the new agent after a transfer or a pickup.
 //! - `Hangup` with whatever the leg accumulated; the leg is then forgotten, the call with its last leg.
+//!
+//! After a (re)connect the link lists the channels already up (`CoreShowChannels`); those legs are
+//! seeded with their connected line as the caller, so their `Hangup` still reaches the agent.
 
 use std::collections::{HashMap, HashSet};
 
@@ -169,6 +172,22 @@ impl Tracker {
             Event::NewCallerid(chan) => {
                 self.update(&chan);
             }
+            Event::ChannelListed {
+                chan,
+                connected,
+                bridged,
+            } => {
+                // Seeds a call that was already up when the link (re)connected, so that its Hangup
+                // still reaches the agent; known legs are left as they are.
+                if !self.legs.contains_key(&chan.uid) {
+                    self.upsert(&chan);
+                    if let Some(leg) = self.legs.get_mut(&chan.uid) {
+                        leg.shown_cid = connected.filter(present);
+                        leg.linked = bridged;
+                        leg.dialed = true;
+                    }
+                }
+            }
             Event::Rename { uid, newname } => {
                 if let Some(leg) = self.legs.get_mut(&uid) {
                     leg.channel = newname;
@@ -316,6 +335,12 @@ impl Tracker {
     }
 
     fn newexten(&mut self, chan: Chan, context: String, application: &str, appdata: &str) {
+        // 12+ reports an outgoing (dialed) channel as running the pseudo-application AppDial in the
+        // dialer's context: that is not dialplan the leg ran.
+        if matches!(application, "AppDial" | "AppDial2" | "AppQueue") {
+            self.update(&chan);
+            return;
+        }
         self.upsert(&chan);
         let Some(leg) = self.legs.get_mut(&chan.uid) else {
             return;
@@ -402,10 +427,17 @@ impl Tracker {
             .iter()
             .find(|c| c.calldata.is_some())
             .and_then(|c| c.context.clone());
-        let shown = leg
-            .shown_cid
-            .clone()
-            .or_else(|| peer_leg.as_ref().and_then(|p| p.own_cid.clone()));
+        // A dialed leg shows its dialer's caller ID; any other (a queue member in 1.4/11, a phone that
+        // picked the call up) shows the party it is now bridged with.
+        let peer_cid = peer_leg
+            .as_ref()
+            .and_then(|p| p.own_cid.clone())
+            .filter(present);
+        let shown = if leg.dialed {
+            leg.shown_cid.clone().or(peer_cid)
+        } else {
+            peer_cid.or_else(|| leg.shown_cid.clone())
+        };
         let context = call_context
             .or_else(|| peer_leg.as_ref().and_then(|p| p.context.clone()))
             .or_else(|| leg.context.clone());

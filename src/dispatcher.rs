@@ -13,6 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use crate::ami::link::{AmiCommand, AmiFrame, AmiStatus};
 use crate::cti::proto::OrigRequest;
 use crate::registry::{ClientId, Registry};
+use crate::route::Router;
 
 /// Bytes queued for one client's writer thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +85,7 @@ pub struct Dispatcher {
     ami_commands: Sender<AmiCommand>,
     /// The AMI session that is up, if any.
     ami_session: Option<u64>,
+    router: Router,
 }
 
 impl Dispatcher {
@@ -94,6 +96,7 @@ impl Dispatcher {
             stats: Stats::default(),
             ami_commands,
             ami_session: None,
+            router: Router::default(),
         }
     }
 
@@ -181,13 +184,21 @@ impl Dispatcher {
 
     pub fn on_ami_status(&mut self, status: AmiStatus) {
         match status {
-            AmiStatus::Up { session, .. } => self.ami_session = Some(session),
-            AmiStatus::Dialect { .. } => {}
+            AmiStatus::Up {
+                session, dialect, ..
+            } => {
+                self.ami_session = Some(session);
+                self.router.session(dialect);
+            }
+            AmiStatus::Dialect { dialect, .. } => self.router.set_dialect(dialect),
             AmiStatus::Down { session } => {
                 if self.ami_session == Some(session) {
                     self.ami_session = None;
+                    self.router.down();
                 }
-                log::warn!("Asterisk connection lost (AMI session {session})");
+                log::warn!(
+                    "Asterisk connection lost (AMI session {session}); calls in progress forgotten"
+                );
             }
         }
     }
@@ -198,6 +209,11 @@ impl Dispatcher {
             return;
         }
         self.stats.ami_frames += 1;
+        for (agent, wire) in self.router.frame(&frame.frame) {
+            if self.deliver(&agent, wire.into_bytes()) {
+                log::debug!("notification sent to {agent}");
+            }
+        }
     }
 
     pub fn stats(&self) -> Stats {

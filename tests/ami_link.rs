@@ -361,7 +361,7 @@ fn originate_commands_reach_asterisk_with_the_original_headers() {
         keys,
         vec![
             ("Action", "Originate"),
-            ("ActionID", "astcti-orig-1-1"),
+            ("ActionID", "astcti-orig-1-2"),
             ("Channel", "SIP/201"),
             ("Context", "astctidemo"),
             ("Exten", "202"),

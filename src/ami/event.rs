@@ -85,6 +85,12 @@ pub enum Event {
         dest_channel: String,
     },
     NewCallerid(Chan),
+    /// A `CoreShowChannel` list item (asked for after every login): a channel already up.
+    ChannelListed {
+        chan: Chan,
+        connected: Option<Cid>,
+        bridged: bool,
+    },
     Rename {
         uid: String,
         newname: String,
@@ -217,6 +223,14 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
             }
             Event::NewCallerid(chan)
         }
+        "CoreShowChannel" => Event::ChannelListed {
+            chan: v.chan("")?,
+            connected: v.cid("ConnectedLineNum", "ConnectedLineName"),
+            bridged: v
+                .get("BridgeId")
+                .or_else(|| v.get("BridgeID"))
+                .is_some_and(|b| !b.trim().is_empty()),
+        },
         "Rename" => Event::Rename {
             uid: v.s("Uniqueid")?,
             newname: v.s("Newname")?,

@@ -272,6 +272,7 @@ impl Link<'_> {
                     });
                 }
                 Out::Frame(frame) => self.publish(number, frame),
+                Out::Debug(m) => log::debug!("{m}"),
                 Out::Info(m) => log::info!("{m}"),
                 Out::Warn(m) => log::warn!("{m}"),
                 Out::LoginFailed(m) => return Some(End::LoginFailed(m)),

@@ -26,6 +26,7 @@ pub enum Out {
     Frame(Frame),
     /// The dialect seen in the events differs from the banner's.
     Dialect(Dialect),
+    Debug(String),
     Info(String),
     Warn(String),
     /// Asterisk refused the login: close and back off.
@@ -39,6 +40,7 @@ enum Pending {
     Ping,
     Originate(String),
     GetConfig(String),
+    ChannelList,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +162,13 @@ impl Session {
                         dialect: self.dialect,
                         version: self.version.clone(),
                     }];
+                    // Calls already up: their CoreShowChannel items seed the tracker (1.6+; 1.4 has
+                    // no such action and answers with an error, which is only logged at debug).
+                    let id = self.action_id("channels");
+                    if let Ok(bytes) = encode_action("CoreShowChannels", &id, &[]) {
+                        self.pending.insert(id, Pending::ChannelList);
+                        out.push(Out::Send(bytes));
+                    }
                     if self.config.dumpconfig {
                         out.extend(self.dumpconfig_requests());
                     }
@@ -210,6 +219,10 @@ impl Session {
             }
             Pending::Originate(what) => vec![Out::Warn(format!(
                 "Originate {what} refused by Asterisk: {response} {message}"
+            ))],
+            Pending::ChannelList if response == "Success" => vec![],
+            Pending::ChannelList => vec![Out::Debug(format!(
+                "CoreShowChannels not available: {response} {message}"
             ))],
             Pending::GetConfig(file) => vec![Out::Info(format!(
                 "--dumpconfig {file}: {response} {message}\n{}",

@@ -55,13 +55,20 @@ fn login_success_is_read_from_the_matching_action_id() {
         ("ActionID", "astcti-login-3"),
         ("Message", "Authentication accepted"),
     ]);
+    let out = s.on_item(Item::Frame(ours));
     assert_eq!(
-        s.on_item(Item::Frame(ours)),
-        vec![Out::Up {
+        out[0],
+        Out::Up {
             dialect: Dialect::V12Plus,
             version: "9.0.0".into()
-        }]
+        }
     );
+    // Then the channels already up are asked for, to seed the tracker.
+    assert_eq!(
+        sent(&out[1..]),
+        vec!["Action: CoreShowChannels\r\nActionID: astcti-channels-3-1\r\n\r\n"]
+    );
+    assert_eq!(out.len(), 2);
     assert!(s.logged_in());
 }
 
@@ -119,7 +126,7 @@ fn ping_after_idle_and_dead_without_pong() {
     let out = s.tick(t0 + Duration::from_secs(10));
     assert_eq!(
         sent(&out),
-        vec!["Action: Ping\r\nActionID: astcti-ping-3-1\r\n\r\n"]
+        vec!["Action: Ping\r\nActionID: astcti-ping-3-2\r\n\r\n"]
     );
     assert!(
         s.tick(t0 + Duration::from_secs(15)).is_empty(),
@@ -130,7 +137,7 @@ fn ping_after_idle_and_dead_without_pong() {
     assert!(s
         .on_item(Item::Frame(f(&[
             ("Response", "Pong"),
-            ("ActionID", "astcti-ping-3-1")
+            ("ActionID", "astcti-ping-3-2")
         ])))
         .is_empty());
     assert!(s.tick(t0 + Duration::from_secs(21)).is_empty());
@@ -171,11 +178,11 @@ fn originate_has_exactly_the_original_headers_plus_action_id() {
     let out = s.originate("SIP/201", &req);
     assert_eq!(
         sent(&out),
-        vec!["Action: Originate\r\nActionID: astcti-orig-3-1\r\nChannel: SIP/201\r\nContext: astctidemo\r\nExten: 202\r\nPriority: 1\r\nCallerid: SIP/201\r\nAsync: true\r\n\r\n"]
+        vec!["Action: Originate\r\nActionID: astcti-orig-3-2\r\nChannel: SIP/201\r\nContext: astctidemo\r\nExten: 202\r\nPriority: 1\r\nCallerid: SIP/201\r\nAsync: true\r\n\r\n"]
     );
     let answer = s.on_item(Item::Frame(f(&[
         ("Response", "Success"),
-        ("ActionID", "astcti-orig-3-1"),
+        ("ActionID", "astcti-orig-3-2"),
         ("Message", "Originate successfully queued"),
     ])));
     assert_eq!(
@@ -210,9 +217,10 @@ fn dumpconfig_requests_files_and_logs_answers_by_action_id() {
         ("ActionID", "astcti-login-3"),
     ])));
     let requests = sent(&out);
-    assert_eq!(requests.len(), 4);
+    assert_eq!(requests.len(), 5);
+    assert!(requests[0].starts_with("Action: CoreShowChannels\r\n"));
     for (req, file) in
-        requests
+        requests[1..]
             .iter()
             .zip(["extensions.conf", "sip.conf", "pjsip.conf", "queues.conf"])
     {
@@ -227,7 +235,7 @@ fn dumpconfig_requests_files_and_logs_answers_by_action_id() {
     assert_eq!(s.on_item(Item::Frame(ev.clone())), vec![Out::Frame(ev)]);
     let answer = f(&[
         ("Response", "Success"),
-        ("ActionID", "astcti-getconfig-3-2"),
+        ("ActionID", "astcti-getconfig-3-3"),
         ("Category-000000", "general"),
     ]);
     let out = s.on_item(Item::Frame(answer));
@@ -248,5 +256,5 @@ fn dumpconfig_on_1_4_skips_pjsip() {
         ("Response", "Success"),
         ("ActionID", "astcti-login-3"),
     ])));
-    assert_eq!(sent(&out).len(), 3);
+    assert_eq!(sent(&out).len(), 4, "CoreShowChannels and three files");
 }
