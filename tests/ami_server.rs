@@ -124,6 +124,12 @@ fn orig_from_a_logged_in_client_reaches_asterisk() {
     c.expect(b"100 OK\n");
     c.send(&format!("ORIG {}|astctidemo|1\n", "9".repeat(81)));
     c.expect(b"100 OK\n");
+    c.send_bytes(b"ORIG 202\0|astctidemo|1\n");
+    c.expect(b"100 OK\n");
+    // An LF ends the line: "ORIG 202" alone is malformed (101 ERROR, as the original), the rest is
+    // an unknown command; neither reaches Asterisk.
+    c.send("ORIG 202\nAction: Command|astctidemo|1\n");
+    c.expect(b"101 ERROR\n");
     assert!(r.wait_for(Duration::from_secs(5), |s| s
         .actions
         .iter()

@@ -1,1 +1,394 @@
+use super::*;
+use crate::ami::dialect::Dialect;
+use crate::ami::event::decode;
+use crate::ami::frame::Frame;
 
+/// Frames from `key: value` lines, blank line between frames.
+fn frames(text: &str) -> Vec<Frame> {
+    let mut d = crate::ami::frame::Decoder::default();
+    d.push(text.replace('\n', "\r\n").as_bytes());
+    std::iter::from_fn(|| d.next_item())
+        .filter_map(|i| match i {
+            crate::ami::frame::Item::Frame(f) => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn run(dialect: Dialect, text: &str) -> Vec<Notification> {
+    let mut t = Tracker::new();
+    frames(text)
+        .iter()
+        .flat_map(|f| t.apply(decode(f, dialect)))
+        .collect()
+}
+
+fn summary(ns: &[Notification]) -> Vec<String> {
+    ns.iter()
+        .map(|n| {
+            let r = &n.record;
+            format!(
+                "{} {} {} {}/{} {}/{}",
+                crate::route::agent_key(&n.channel),
+                n.kind.id(),
+                r.uniqueid.clone().unwrap_or_default(),
+                r.calleridnum.clone().unwrap_or_default(),
+                r.calleridname.clone().unwrap_or_default(),
+                r.context.clone().unwrap_or_default(),
+                r.appdata.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+const DEMO_12: &str = "\
+Event: Newchannel
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+CallerIDNum: 0215550100
+CallerIDName: Customer
+
+Event: Newexten
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+Context: ivr
+Application: Set
+AppData: calldata=12345
+
+Event: VarSet
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+Variable: calldata
+Value: 12345
+
+Event: Newchannel
+Channel: PJSIP/201-0000000a
+Uniqueid: a1
+Linkedid: c1
+CallerIDNum: 201
+CallerIDName: Agent
+
+Event: DialBegin
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+CallerIDNum: 0215550100
+CallerIDName: Customer
+DestChannel: PJSIP/201-0000000a
+DestUniqueid: a1
+DestLinkedid: c1
+
+Event: Newstate
+Channel: PJSIP/201-0000000a
+Uniqueid: a1
+Linkedid: c1
+ChannelStateDesc: Ringing
+CallerIDNum: 201
+CallerIDName: Agent
+
+Event: Newstate
+Channel: PJSIP/201-0000000a
+Uniqueid: a1
+Linkedid: c1
+ChannelStateDesc: Up
+CallerIDNum: 201
+CallerIDName: Agent
+
+Event: DialEnd
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+DestChannel: PJSIP/201-0000000a
+DestUniqueid: a1
+DialStatus: ANSWER
+
+Event: BridgeEnter
+BridgeUniqueid: b1
+Channel: PJSIP/201-0000000a
+Uniqueid: a1
+Linkedid: c1
+
+Event: BridgeEnter
+BridgeUniqueid: b1
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+
+Event: BridgeEnter
+BridgeUniqueid: b1
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+
+Event: Hangup
+Channel: PJSIP/201-0000000a
+Uniqueid: a1
+Linkedid: c1
+
+Event: Hangup
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+
+";
+
+#[test]
+fn pjsip_call_on_12_plus_with_link_once() {
+    let mut t = Tracker::new();
+    let ns: Vec<Notification> = frames(DEMO_12)
+        .iter()
+        .flat_map(|f| t.apply(decode(f, Dialect::V12Plus)))
+        .collect();
+    assert_eq!(
+        summary(&ns),
+        vec![
+            "PJSIP/201 Newcallerid a1 0215550100/Customer /",
+            "PJSIP/201 Newstate a1 201/Agent /",
+            "PJSIP/201 Link a1 0215550100/Customer ivr/12345",
+            "PJSIP/201 Hangup a1 0215550100/Customer ivr/12345",
+            "PJSIP/trunk Hangup c1 / ivr/12345",
+        ]
+    );
+    assert_eq!(
+        (t.legs(), t.calls()),
+        (0, 0),
+        "the call is forgotten at its last hangup"
+    );
+}
+
+#[test]
+fn calldata_rules() {
+    assert_eq!(calldata_of("calldata=12345"), Some("12345"));
+    assert_eq!(calldata_of("calldata=a=b:c"), Some("a=b:c"));
+    assert_eq!(calldata_of("__calldata=x"), Some("x"));
+    assert_eq!(calldata_of("mycalldata=1"), None);
+    assert_eq!(calldata_of("calldata2=1"), None);
+    assert_eq!(calldata_of("CALLDATA=1"), None);
+    assert_eq!(calldata_of("calldata"), None);
+    // `mycalldata=1` on the caller leaves the call without calldata.
+    let text = DEMO_12
+        .replace("AppData: calldata=12345", "AppData: mycalldata=1")
+        .replace(
+            "Variable: calldata\nValue: 12345",
+            "Variable: mycalldata\nValue: 1",
+        );
+    let ns = run(Dialect::V12Plus, &text);
+    assert_eq!(
+        summary(&ns)[2],
+        "PJSIP/201 Link a1 0215550100/Customer ivr/",
+        "no calldata: the context is the caller's dialplan context"
+    );
+}
+
+#[test]
+fn varset_alone_sets_calldata_unescaped_by_the_decoder() {
+    let text = DEMO_12
+        .replace("Event: Newexten\nChannel: PJSIP/trunk-00000001\nUniqueid: c1\nLinkedid: c1\nContext: ivr\nApplication: Set\nAppData: calldata=12345\n\n", "Event: Newexten\nChannel: PJSIP/trunk-00000001\nUniqueid: c1\nLinkedid: c1\nContext: ivr\nApplication: AGI\nAppData: x.agi\n\n")
+        .replace("Value: 12345", "Value: O\\'Brien");
+    let ns = run(Dialect::V12Plus, &text);
+    assert_eq!(
+        summary(&ns)[2],
+        "PJSIP/201 Link a1 0215550100/Customer ivr/O'Brien"
+    );
+}
+
+#[test]
+fn two_concurrent_calls_to_two_agents_keep_their_own_calldata() {
+    let second = DEMO_12
+        .replace("c1", "c2")
+        .replace("a1", "a2")
+        .replace("b1", "b2")
+        .replace("PJSIP/201-0000000a", "PJSIP/202-0000000b")
+        .replace("PJSIP/trunk-00000001", "PJSIP/trunk-00000002")
+        .replace("12345", "99999")
+        .replace("0215550100", "0215550200");
+    // Interleave the two calls frame by frame.
+    let (f1, f2) = (frames(DEMO_12), frames(&second));
+    let mut t = Tracker::new();
+    let mut ns = Vec::new();
+    for (a, b) in f1.iter().zip(f2.iter()) {
+        ns.extend(t.apply(decode(a, Dialect::V12Plus)));
+        ns.extend(t.apply(decode(b, Dialect::V12Plus)));
+    }
+    let s = summary(&ns);
+    assert!(
+        s.contains(&"PJSIP/201 Link a1 0215550100/Customer ivr/12345".to_string()),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&"PJSIP/202 Link a2 0215550200/Customer ivr/99999".to_string()),
+        "{s:?}"
+    );
+    assert_eq!(s.iter().filter(|l| l.contains(" Link ")).count(), 2);
+}
+
+const DEMO_14_LINK_TWICE: &str = "\
+Event: Newchannel
+Channel: SIP/202-1
+Uniqueid: A
+CallerIDNum: 202
+CallerIDName: Demo 3
+
+Event: Newexten
+Channel: SIP/202-1
+Uniqueid: A
+Context: astctidemo
+Application: Set
+AppData: calldata=42
+
+Event: Newchannel
+Channel: SIP/201-2
+Uniqueid: B
+
+Event: Dial
+Source: SIP/202-1
+Destination: SIP/201-2
+CallerID: 202
+CallerIDName: Demo 3
+SrcUniqueID: A
+DestUniqueID: B
+
+Event: Link
+Channel1: SIP/202-1
+Channel2: SIP/201-2
+Uniqueid1: A
+Uniqueid2: B
+
+Event: Unlink
+Channel1: SIP/202-1
+Channel2: SIP/201-2
+Uniqueid1: A
+Uniqueid2: B
+
+Event: Link
+Channel1: SIP/202-1
+Channel2: SIP/201-2
+Uniqueid1: A
+Uniqueid2: B
+
+";
+
+#[test]
+fn repeated_link_events_give_one_link() {
+    let ns = run(Dialect::V1_4, DEMO_14_LINK_TWICE);
+    assert_eq!(
+        summary(&ns),
+        vec![
+            "SIP/201 Newcallerid B 202/Demo 3 /",
+            "SIP/201 Link B 202/Demo 3 astctidemo/42"
+        ]
+    );
+}
+
+#[test]
+fn hangup_before_answer_and_busy_give_popup_then_hangup() {
+    let text = "\
+Event: Newchannel\nChannel: SIP/202-1\nUniqueid: A\n\n\
+Event: Newchannel\nChannel: SIP/201-2\nUniqueid: B\n\n\
+Event: Dial\nSubEvent: Begin\nChannel: SIP/202-1\nDestination: SIP/201-2\nCallerIDNum: 202\nCallerIDName: X\nUniqueID: A\nDestUniqueID: B\n\n\
+Event: Newstate\nChannel: SIP/201-2\nUniqueid: B\nChannelStateDesc: Ringing\nCallerIDNum: 201\nCallerIDName: Y\n\n\
+Event: Hangup\nChannel: SIP/201-2\nUniqueid: B\n\n\
+Event: Dial\nSubEvent: End\nChannel: SIP/202-1\nUniqueID: A\nDialStatus: BUSY\n\n";
+    assert_eq!(
+        summary(&run(Dialect::V1_6To11, text)),
+        vec!["SIP/201 Newcallerid B 202/X /", "SIP/201 Hangup B 202/X /"]
+    );
+}
+
+#[test]
+fn queue_member_in_11_rings_without_dial_and_gets_the_connected_line() {
+    let text = "\
+Event: Newchannel\nChannel: Local/101@q-1;2\nUniqueid: C\nCallerIDNum: 555\nCallerIDName: Cust\n\n\
+Event: Newexten\nChannel: Local/101@q-1;2\nUniqueid: C\nContext: q\nApplication: Set\nAppData: calldata=7\n\n\
+Event: VarSet\nChannel: Local/101@q-1;2\nUniqueid: C\nVariable: calldata\nValue: 7\n\n\
+Event: Newchannel\nChannel: SIP/201-5\nUniqueid: M\nCallerIDNum: 201\nCallerIDName: Agent\n\n\
+Event: AgentCalled\nChannelCalling: Local/101@q-1;2\nDestinationChannel: SIP/201-5\n\n\
+Event: Newstate\nChannel: SIP/201-5\nUniqueid: M\nChannelStateDesc: Ringing\nCallerIDNum: 201\nCallerIDName: Agent\nConnectedLineNum: 555\nConnectedLineName: Cust\n\n\
+Event: Bridge\nBridgestate: Link\nChannel1: Local/101@q-1;2\nChannel2: SIP/201-5\nUniqueid1: C\nUniqueid2: M\n\n";
+    assert_eq!(
+        summary(&run(Dialect::V1_6To11, text)),
+        vec![
+            "SIP/201 Newcallerid M 555/Cust /",
+            "SIP/201 Link M 555/Cust q/7"
+        ]
+    );
+}
+
+#[test]
+fn calldata_crosses_local_halves_without_linkedid() {
+    // 11: calldata on ;2, the agent dialed by ;2, the customer's ;1 paired by LocalBridge.
+    let text = "\
+Event: Newchannel\nChannel: Local/100@d-1;1\nUniqueid: L1\n\n\
+Event: Newchannel\nChannel: Local/100@d-1;2\nUniqueid: L2\n\n\
+Event: LocalBridge\nChannel1: Local/100@d-1;1\nChannel2: Local/100@d-1;2\nUniqueid1: L1\nUniqueid2: L2\n\n\
+Event: Newexten\nChannel: Local/100@d-1;2\nUniqueid: L2\nContext: d\nApplication: Set\nAppData: calldata=5\n\n\
+Event: Newchannel\nChannel: SIP/201-9\nUniqueid: G\n\n\
+Event: Dial\nSubEvent: Begin\nChannel: Local/100@d-1;2\nDestination: SIP/201-9\nCallerIDNum: 1\nCallerIDName: N\nUniqueID: L2\nDestUniqueID: G\n\n\
+Event: Bridge\nBridgestate: Link\nChannel1: Local/100@d-1;2\nChannel2: SIP/201-9\nUniqueid1: L2\nUniqueid2: G\n\n\
+Event: Hangup\nChannel: Local/100@d-1;1\nUniqueid: L1\n\n";
+    let s = summary(&run(Dialect::V1_6To11, text));
+    assert_eq!(s[1], "SIP/201 Link G 1/N d/5");
+    assert_eq!(
+        s[2], "Local/100@d Hangup L1 / /",
+        "the ;1 half ran no dialplan"
+    );
+}
+
+#[test]
+fn rename_changes_where_notifications_go() {
+    let text = "\
+Event: Newchannel\nChannel: SIP/201-1\nUniqueid: U\n\n\
+Event: Rename\nChannel: SIP/201-1\nNewname: SIP/202-7\nUniqueid: U\n\n\
+Event: Hangup\nChannel: SIP/202-7\nUniqueid: U\n\n";
+    assert_eq!(
+        summary(&run(Dialect::V1_6To11, text)),
+        vec!["SIP/202 Hangup U / /"]
+    );
+}
+
+#[test]
+fn ringing_of_an_unknown_channel_is_ignored_and_counted() {
+    let mut t = Tracker::new();
+    let f = frames("Event: Newstate\nChannel: SIP/201-0000000f\nState: Ringing\nCallerID: 1\nUniqueid: nobody\n\n");
+    assert!(t.apply(decode(&f[0], Dialect::V1_4)).is_empty());
+    assert_eq!(t.oddities, 1);
+    // Other states of unknown channels are still reported, as the original did.
+    let f = frames("Event: Newstate\nChannel: SIP/201-0000000f\nState: Up\nCallerID: 1\nCallerIDName: n\nUniqueid: nobody\n\n");
+    assert_eq!(
+        summary(&t.apply(decode(&f[0], Dialect::V1_4))),
+        vec!["SIP/201 Newstate nobody 1/n /"]
+    );
+}
+
+#[test]
+fn clear_forgets_everything() {
+    let mut t = Tracker::new();
+    for f in frames(DEMO_12).iter().take(5) {
+        t.apply(decode(f, Dialect::V12Plus));
+    }
+    assert!(t.legs() > 0);
+    t.clear();
+    assert_eq!((t.legs(), t.calls()), (0, 0));
+    let hangup = frames("Event: Hangup\nChannel: PJSIP/201-0000000a\nUniqueid: a1\n\n");
+    assert!(t.apply(decode(&hangup[0], Dialect::V12Plus)).is_empty());
+}
+
+#[test]
+fn no_sequence_of_events_panics() {
+    // Every prefix-shuffle of the demo's frames, and each frame missing each header.
+    let all = frames(DEMO_12);
+    let mut t = Tracker::new();
+    for start in 0..all.len() {
+        for f in all[start..].iter().chain(all[..start].iter()).rev() {
+            t.apply(decode(f, Dialect::V12Plus));
+            for skip in 0..f.headers.len() {
+                let mut g = f.clone();
+                g.headers.remove(skip);
+                t.apply(decode(&g, Dialect::V12Plus));
+                t.apply(decode(&g, Dialect::V1_4));
+            }
+        }
+    }
+}

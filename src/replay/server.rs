@@ -44,6 +44,8 @@ pub struct ReplayConfig {
     pub verbose: bool,
     /// List items for `CoreShowChannels` and `Status` (see `channel_list`).
     pub channels: Vec<Frame>,
+    /// Do not replay until [`ReplayServer::release`] (tests: until the agents are logged in).
+    pub held: bool,
 }
 
 impl ReplayConfig {
@@ -65,6 +67,7 @@ impl ReplayConfig {
             answer_ping: true,
             verbose: false,
             channels: Vec::new(),
+            held: false,
         }
     }
 }
@@ -85,6 +88,7 @@ pub struct Stats {
 pub struct ReplayServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
     stats: Arc<Mutex<Stats>>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<JoinHandle<()>>,
@@ -93,6 +97,7 @@ pub struct ReplayServer {
 struct Shared {
     cfg: ReplayConfig,
     stop: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
     stats: Arc<Mutex<Stats>>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
 }
@@ -102,11 +107,13 @@ impl ReplayServer {
         let listener = TcpListener::bind(cfg.listen)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let released = Arc::new(AtomicBool::new(!cfg.held));
         let stats = Arc::new(Mutex::new(Stats::default()));
         let conns = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Shared {
             cfg,
             stop: stop.clone(),
+            released: released.clone(),
             stats: stats.clone(),
             conns: conns.clone(),
         });
@@ -116,6 +123,7 @@ impl ReplayServer {
         Ok(ReplayServer {
             addr,
             stop,
+            released,
             stats,
             conns,
             accept: Some(accept),
@@ -124,6 +132,11 @@ impl ReplayServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Starts the replay of a `held` server (on sessions already logged in, and later ones).
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
     }
 
     pub fn stats(&self) -> Stats {
@@ -270,6 +283,7 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
         return;
     }
     let mut started: Option<Instant> = None;
+    let mut playing = false;
     let mut sched = Schedule {
         round: 0,
         capture: 0,
@@ -281,7 +295,16 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let due = started.and_then(|t0| next_due(cfg, &sched).map(|d| t0 + d));
+        if !playing && started.is_some() && shared.released.load(Ordering::SeqCst) {
+            // The replay's clock starts when both the login and the release have happened.
+            playing = true;
+            started = Some(Instant::now());
+        }
+        let due = if playing {
+            started.and_then(|t0| next_due(cfg, &sched).map(|d| t0 + d))
+        } else {
+            None
+        };
         let wait = match due {
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_millis(100),

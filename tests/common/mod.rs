@@ -3,6 +3,8 @@
 //! loopback sockets. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod expected;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
