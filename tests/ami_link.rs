@@ -91,7 +91,10 @@ impl Link {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.frames.recv_timeout(left) {
                 // The list that answers the link's own CoreShowChannels is not part of the capture.
-                Ok(f) if f.frame.action_id().is_some_and(|id| id.starts_with("astcti-channels")) => {}
+                Ok(f)
+                    if f.frame
+                        .action_id()
+                        .is_some_and(|id| id.starts_with("astcti-channels")) => {}
                 Ok(f) if f.session == session => out.push(f.frame),
                 Ok(_) => {}
                 Err(_) => panic!("only {} of {n} frames arrived", out.len()),
