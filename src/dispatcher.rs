@@ -270,3 +270,117 @@ pub fn run(ch: DispatcherChannels) {
         s.originates_dropped
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{bounded, unbounded};
+    use std::net::TcpListener;
+
+    /// A connected loopback socket pair: (server side, client side).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (s, c)
+    }
+
+    fn login(
+        d: &mut Dispatcher,
+        id: ClientId,
+        ext: &str,
+        cap: usize,
+    ) -> (Receiver<Outbound>, TcpStream) {
+        let (tx, rx) = bounded(cap);
+        let (sock, client) = pair();
+        d.on_client(ClientEvent::Connected {
+            id,
+            peer: sock.peer_addr().unwrap(),
+            tx,
+            sock,
+        });
+        let (reply, ok) = bounded(1);
+        d.on_client(ClientEvent::Register {
+            id,
+            username: format!("u{id}"),
+            ext: ext.into(),
+            reply,
+        });
+        assert!(ok.recv().unwrap());
+        (rx, client)
+    }
+
+    #[test]
+    fn a_client_whose_queue_is_full_is_dropped_and_nobody_waits() {
+        let (cmd_tx, _cmd_rx) = unbounded();
+        let mut d = Dispatcher::new(cmd_tx);
+        let (_slow_rx, mut slow_client) = login(&mut d, 1, "SIP/201", 4);
+        let (fast_rx, _fast_client) = login(&mut d, 2, "SIP/202", 4);
+        for i in 0..4 {
+            assert!(d.deliver("SIP/201", vec![b'a' + i]));
+        }
+        // The 5th does not fit: the slow client is disconnected at once, not waited for.
+        assert!(!d.deliver("SIP/201", b"x".to_vec()));
+        assert_eq!(d.stats().slow_clients_dropped, 1);
+        assert!(!d.deliver("SIP/201", b"y".to_vec()), "no longer registered");
+        use std::io::Read;
+        slow_client
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 8];
+        assert_eq!(
+            slow_client.read(&mut b).unwrap(),
+            0,
+            "its socket was shut down"
+        );
+        // The other agent is served as before.
+        assert!(d.deliver("SIP/202", b"z".to_vec()));
+        assert_eq!(fast_rx.try_recv().unwrap(), Outbound::Event(b"z".to_vec()));
+        assert_eq!(d.stats().delivered, 5);
+    }
+
+    #[test]
+    fn ami_down_forgets_calls_and_stale_frames_are_ignored() {
+        use crate::ami::dialect::Dialect;
+        let (cmd_tx, cmd_rx) = unbounded();
+        let mut d = Dispatcher::new(cmd_tx);
+        let frame = |text: &str| {
+            let mut dec = crate::ami::frame::Decoder::default();
+            dec.push(text.as_bytes());
+            match dec.next_item() {
+                Some(crate::ami::frame::Item::Frame(f)) => f,
+                other => panic!("{other:?}"),
+            }
+        };
+        d.on_ami_status(AmiStatus::Up {
+            session: 1,
+            dialect: Dialect::V1_4,
+            version: "1.0".into(),
+        });
+        d.on_ami_frame(AmiFrame {
+            session: 1,
+            frame: frame("Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: U\r\n\r\n"),
+        });
+        assert_eq!(d.router.tracker().legs(), 1);
+        d.on_ami_status(AmiStatus::Down { session: 1 });
+        assert_eq!(d.router.tracker().legs(), 0, "Down clears every call");
+        d.on_ami_frame(AmiFrame {
+            session: 1,
+            frame: frame("Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: V\r\n\r\n"),
+        });
+        assert_eq!(d.stats().stale_frames, 1);
+        assert_eq!(d.router.tracker().legs(), 0);
+        // While down, ORIG requests go nowhere.
+        d.on_client(ClientEvent::Originate {
+            id: 1,
+            ext: "SIP/201".into(),
+            request: OrigRequest {
+                exten: "1".into(),
+                context: "c".into(),
+                priority: "1".into(),
+            },
+        });
+        assert!(cmd_rx.try_recv().is_err());
+        assert_eq!(d.stats().originates_dropped, 1);
+    }
+}
