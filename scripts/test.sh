@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): a private MariaDB, a throw-away database, then cargo test.
-#   scripts/test.sh [cargo test arguments...]
+#   scripts/test.sh [cargo test arguments...]   (without arguments it also runs demo/run.sh --check)
 #   scripts/test.sh --stop-db      stops the private MariaDB
 # Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306).
 set -euo pipefail
@@ -39,3 +39,10 @@ export ASTCTI_TEST_MYSQL_ADMIN_PASS=admin-pw
 
 echo "== cargo test"
 cargo test --locked "$@"
+
+# The README's first command, end to end: MariaDB, server, a replayed call, the screen pop.
+# (Skipped when arguments select particular tests.)
+if [ "$#" -eq 0 ]; then
+  echo "== demo/run.sh --check"
+  demo/run.sh --check
+fi
