@@ -59,12 +59,15 @@ if ! mariadb_running "$db_dir"; then
   started_db=yes
 fi
 echo "== loading sql/cti.sql into database 'cti' (agent 'test', password 'test', EXT SIP/201)"
-mariadb_root "$db_dir" <<SQL || fail "creating the cti database"
-CREATE DATABASE IF NOT EXISTS cti;
+mariadb_root "$db_dir" -e "CREATE DATABASE IF NOT EXISTS cti" || fail "creating the cti database"
+mariadb_root "$db_dir" cti < sql/cti.sql || fail "loading sql/cti.sql"
+# The two accounts of docs/INSTALL.md: the server's reads; the clients' may write their own EXT.
+mariadb_root "$db_dir" <<SQL || fail "creating the database accounts"
 CREATE OR REPLACE USER 'cti'@'127.0.0.1' IDENTIFIED BY 'cti';
 GRANT SELECT ON cti.cti TO 'cti'@'127.0.0.1';
+CREATE OR REPLACE USER 'cticlient'@'%' IDENTIFIED BY 'cticlient';
+GRANT SELECT, UPDATE (EXT) ON cti.cti TO 'cticlient'@'%';
 SQL
-mariadb_root "$db_dir" cti < sql/cti.sql || fail "loading sql/cti.sql"
 
 rm -rf "$demo_dir"
 mkdir -p "$demo_dir/web"

@@ -28,6 +28,8 @@ CREATE OR REPLACE USER 'astcti_admin'@'127.0.0.1' IDENTIFIED BY 'admin-pw';
 GRANT ALL PRIVILEGES ON *.* TO 'astcti_admin'@'127.0.0.1';
 SQL
 mariadb_root "$dir" astcti_test < sql/cti.sql
+# The example agent of docs/INSTALL.md (a test logs in with it).
+mariadb_root "$dir" astcti_test -e "INSERT INTO cti VALUES ('alice', MD5('her password'), NULL, 'PJSIP/201');"
 
 export ASTCTI_TEST_MYSQL_HOST=127.0.0.1
 export ASTCTI_TEST_MYSQL_PORT="$port"

@@ -377,3 +377,17 @@ fn database_unreachable_at_startup_exits_non_zero() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_install_guides_example_agent_logs_in() {
+    // scripts/test.sh inserts docs/INSTALL.md's row: ('alice', MD5('her password'), NULL, 'PJSIP/201').
+    let server = Server::start();
+    let secret = format!("{:x}", md5::compute(b"her password"));
+    let mut c = server.login("alice", &secret);
+    c.send("NOOP\n");
+    c.expect(b"100 OK\n");
+    assert!(server.wait_log(
+        "logged in as \"alice\" on PJSIP/201",
+        Duration::from_secs(5)
+    ));
+}
