@@ -70,6 +70,8 @@ pub struct Tracker {
     bridges: HashMap<String, Vec<String>>,
     /// Events that made no sense (unknown legs and the like), counted.
     pub oddities: u64,
+    /// Kinds of oddity already logged (each is logged once, then only counted).
+    logged: HashSet<&'static str>,
 }
 
 fn present(cid: &Cid) -> bool {
@@ -93,6 +95,14 @@ impl Tracker {
         self.legs.clear();
         self.calls.clear();
         self.bridges.clear();
+    }
+
+    /// Counts an oddity; the first of each kind is logged.
+    fn odd(&mut self, kind: &'static str, detail: &str) {
+        self.oddities += 1;
+        if self.logged.insert(kind) {
+            log::info!("{kind} ({detail}); further ones are only counted");
+        }
     }
 
     pub fn legs(&self) -> usize {
@@ -228,7 +238,10 @@ impl Tracker {
     /// The leg of `chan`, created if new.
     fn upsert(&mut self, chan: &Chan) {
         if chan.uid.is_empty() {
-            self.oddities += 1;
+            self.odd(
+                "an event named a channel with an empty Uniqueid",
+                &chan.channel,
+            );
             return;
         }
         if !self.legs.contains_key(&chan.uid) {
@@ -456,7 +469,7 @@ impl Tracker {
     /// 1.4 `Link` / 1.6–11 `Bridge`: leg 2 is the called side.
     fn link_event(&mut self, uid1: &str, uid2: &str, out: &mut Vec<Notification>) {
         if !self.legs.contains_key(uid2) {
-            self.oddities += 1;
+            self.odd("Link of a channel never seen before ignored", uid2);
             return;
         }
         self.join(uid1, uid2);

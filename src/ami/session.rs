@@ -196,6 +196,22 @@ impl Session {
             }
         }
         let mut out = Vec::new();
+        if frame.event() == Some("OriginateResponse")
+            && frame
+                .action_id()
+                .is_some_and(|id| id.starts_with("astcti-orig-"))
+        {
+            let g = |k| frame.get(k).unwrap_or("");
+            out.push(Out::Info(format!(
+                "OriginateResponse {}: {} (channel {}, exten {}@{}, reason {})",
+                frame.action_id().unwrap_or(""),
+                g("Response"),
+                g("Channel"),
+                g("Exten"),
+                g("Context"),
+                g("Reason")
+            )));
+        }
         if let Some(d) = Dialect::evidence(&frame) {
             if d != self.dialect {
                 self.dialect = d;

@@ -258,3 +258,39 @@ fn dumpconfig_on_1_4_skips_pjsip() {
     ])));
     assert_eq!(sent(&out).len(), 4, "CoreShowChannels and three files");
 }
+
+#[test]
+fn our_originate_response_events_are_logged_and_passed_on() {
+    let (mut s, _) = logged_in(false, "9.0.0");
+    s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    let ev = f(&[
+        ("Event", "OriginateResponse"),
+        ("ActionID", "astcti-orig-3-2"),
+        ("Response", "Failure"),
+        ("Channel", "SIP/201"),
+        ("Context", "astctidemo"),
+        ("Exten", "202"),
+        ("Reason", "5"),
+    ]);
+    let out = s.on_item(Item::Frame(ev.clone()));
+    assert_eq!(
+        out,
+        vec![
+            Out::Info("OriginateResponse astcti-orig-3-2: Failure (channel SIP/201, exten 202@astctidemo, reason 5)".into()),
+            Out::Frame(ev)
+        ]
+    );
+    // Someone else's OriginateResponse is only passed on.
+    let other = f(&[
+        ("Event", "OriginateResponse"),
+        ("ActionID", "orig-a-1"),
+        ("Response", "Success"),
+    ]);
+    assert_eq!(
+        s.on_item(Item::Frame(other.clone())),
+        vec![Out::Frame(other)]
+    );
+}
