@@ -70,13 +70,7 @@ mod tests {
     use super::*;
 
     fn f(h: &[(&str, &str)]) -> Frame {
-        Frame {
-            headers: h
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: vec![],
-        }
+        Frame::from_pairs(h)
     }
 
     #[test]

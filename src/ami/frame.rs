@@ -22,6 +22,17 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// A frame with these headers, in order (tests and tools build frames this way).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Frame {
+        Frame {
+            headers: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
     /// The first value of `key` (ASCII case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.headers

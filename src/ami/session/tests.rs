@@ -10,13 +10,7 @@ fn cfg(dumpconfig: bool) -> SessionConfig {
 }
 
 fn f(h: &[(&str, &str)]) -> Frame {
-    Frame {
-        headers: h
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: vec![],
-    }
+    Frame::from_pairs(h)
 }
 
 fn sent(out: &[Out]) -> Vec<String> {

@@ -1,0 +1,386 @@
+//! Reading the XML: the `NameValueSectionHandler` rules (`add`, `remove`, `clear`, case-insensitive
+//! keys) and typed, positioned access to the values. Part of the pure core in `config`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{
+    expand_path, Config, ConfigError, CtiConfig, DatabaseConfig, LoggingConfig, ManagerConfig, Pos,
+    KNOWN_KEYS, SECTIONS,
+};
+
+/// One `<add>` after `<remove>`/`<clear>` processing.
+#[derive(Debug, Clone)]
+struct Entry {
+    value: String,
+    pos: Pos,
+}
+
+/// The keys of one section, upper-cased, plus where the section starts.
+#[derive(Debug, Default)]
+struct Section {
+    pos: Pos,
+    present: bool,
+    keys: HashMap<String, Entry>,
+}
+
+/// Reads values out of the parsed sections, producing positioned errors.
+pub(super) struct Reader<'a> {
+    file: &'a str,
+    root_pos: Pos,
+    sections: HashMap<&'static str, Section>,
+}
+
+fn pos_of(doc: &roxmltree::Document<'_>, node: roxmltree::Node<'_, '_>) -> Pos {
+    let p = doc.text_pos_at(node.range().start);
+    Pos {
+        line: p.row,
+        col: p.col,
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, pos: Pos, key: Option<&str>, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            pos,
+            key: key.map(str::to_string),
+            message,
+        }
+    }
+
+    pub(super) fn parse(
+        text: &str,
+        file: &'a str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let doc = roxmltree::Document::parse(text).map_err(|e| {
+            let p = e.pos();
+            ConfigError {
+                file: file.to_string(),
+                pos: Pos {
+                    line: p.row,
+                    col: p.col,
+                },
+                key: None,
+                message: format!("malformed XML: {e}"),
+            }
+        })?;
+        let root = doc.root_element();
+        let mut reader = Reader {
+            file,
+            root_pos: pos_of(&doc, root),
+            sections: SECTIONS.iter().map(|s| (*s, Section::default())).collect(),
+        };
+        if root.tag_name().name() != "configuration" {
+            return Err(reader.err(
+                reader.root_pos,
+                None,
+                format!(
+                    "the root element is <{}>, expected <configuration>",
+                    root.tag_name().name()
+                ),
+            ));
+        }
+        let mut global = None;
+        for child in root.children().filter(|n| n.is_element()) {
+            match child.tag_name().name() {
+                "globalsettings" if global.is_some() => {
+                    return Err(reader.err(
+                        pos_of(&doc, child),
+                        None,
+                        "<globalsettings> appears twice".into(),
+                    ))
+                }
+                "globalsettings" => global = Some(child),
+                "configSections" => {}
+                other => warnings.push(format!(
+                    "{}:{}: ignoring unknown element <{}>",
+                    file,
+                    fmt_pos(pos_of(&doc, child)),
+                    other
+                )),
+            }
+        }
+        let global = global.ok_or_else(|| {
+            reader.err(
+                reader.root_pos,
+                None,
+                "no <globalsettings> element in <configuration>".into(),
+            )
+        })?;
+        for node in global.children().filter(|n| n.is_element()) {
+            let name = node.tag_name().name();
+            let Some(sname) = SECTIONS.iter().find(|s| **s == name) else {
+                warnings.push(format!(
+                    "{}:{}: ignoring unknown section <{}>",
+                    file,
+                    fmt_pos(pos_of(&doc, node)),
+                    name
+                ));
+                continue;
+            };
+            let pos = pos_of(&doc, node);
+            if reader.sections[sname].present {
+                return Err(reader.err(pos, None, format!("section <{name}> appears twice")));
+            }
+            let keys = reader.read_section(&doc, node, sname, warnings)?;
+            reader.sections.insert(
+                sname,
+                Section {
+                    pos,
+                    present: true,
+                    keys,
+                },
+            );
+        }
+        Ok(reader)
+    }
+
+    fn read_section(
+        &self,
+        doc: &roxmltree::Document<'_>,
+        node: roxmltree::Node<'_, '_>,
+        section: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<HashMap<String, Entry>, ConfigError> {
+        let known = KNOWN_KEYS
+            .iter()
+            .find(|(s, _)| *s == section)
+            .map(|(_, k)| *k)
+            .unwrap_or(&[]);
+        let mut keys: HashMap<String, Entry> = HashMap::new();
+        for item in node.children().filter(|n| n.is_element()) {
+            let pos = pos_of(doc, item);
+            let tag = item.tag_name().name();
+            let key_attr = || {
+                item.attribute("key").ok_or_else(|| {
+                    self.err(
+                        pos,
+                        None,
+                        format!("<{tag}> in <{section}> has no key attribute"),
+                    )
+                })
+            };
+            match tag {
+                "add" => {
+                    let key = key_attr()?.to_ascii_uppercase();
+                    let value = item.attribute("value").ok_or_else(|| {
+                        self.err(pos, Some(&key), "<add> has no value attribute".into())
+                    })?;
+                    if !known.contains(&key.as_str()) {
+                        warnings.push(format!(
+                            "{}:{}: unknown key {} in <{}> ignored",
+                            self.file,
+                            fmt_pos(pos),
+                            key,
+                            section
+                        ));
+                    }
+                    keys.insert(
+                        key,
+                        Entry {
+                            value: value.to_string(),
+                            pos,
+                        },
+                    );
+                }
+                "remove" => {
+                    keys.remove(&key_attr()?.to_ascii_uppercase());
+                }
+                "clear" => keys.clear(),
+                other => warnings.push(format!(
+                    "{}:{}: ignoring unknown element <{}> in <{}>",
+                    self.file,
+                    fmt_pos(pos),
+                    other,
+                    section
+                )),
+            }
+        }
+        Ok(keys)
+    }
+
+    fn section(&self, name: &str) -> &Section {
+        // Every name in SECTIONS is inserted by `parse`.
+        &self.sections[name]
+    }
+
+    fn get(&self, section: &str, key: &str) -> Option<&Entry> {
+        self.section(section).keys.get(key)
+    }
+
+    fn missing(&self, section: &str, key: &str) -> ConfigError {
+        let s = self.section(section);
+        if s.present {
+            self.err(
+                s.pos,
+                Some(key),
+                format!("required key missing from <{section}>"),
+            )
+        } else {
+            self.err(
+                self.root_pos,
+                Some(key),
+                format!("required section <{section}> missing from <globalsettings>"),
+            )
+        }
+    }
+
+    fn string(&self, section: &str, key: &str) -> Result<String, ConfigError> {
+        self.get(section, key)
+            .map(|e| e.value.clone())
+            .ok_or_else(|| self.missing(section, key))
+    }
+
+    fn nonempty(&self, section: &str, key: &str) -> Result<String, ConfigError> {
+        let e = self
+            .get(section, key)
+            .ok_or_else(|| self.missing(section, key))?;
+        let v = e.value.trim();
+        if v.is_empty() {
+            return Err(self.err(e.pos, Some(key), "must not be empty".into()));
+        }
+        Ok(v.to_string())
+    }
+
+    /// An integer in `min..=max`; `default` when the key is absent (`None` = required).
+    fn int(
+        &self,
+        section: &str,
+        key: &str,
+        default: Option<u64>,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(e) = self.get(section, key) else {
+            return default.ok_or_else(|| self.missing(section, key));
+        };
+        match e.value.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(
+                e.pos,
+                Some(key),
+                format!(
+                    "{:?} is not a whole number from {} to {}",
+                    e.value, min, max
+                ),
+            )),
+        }
+    }
+
+    fn port(&self, section: &str, key: &str, default: Option<u64>) -> Result<u16, ConfigError> {
+        // Port 0 asks the OS for a free port (tests use it for the listener).
+        let min = if key == "CTI_SERVER_LISTEN_PORT" {
+            0
+        } else {
+            1
+        };
+        Ok(self.int(section, key, default, min, 65535)? as u16)
+    }
+
+    fn secs(
+        &self,
+        section: &str,
+        key: &str,
+        default: u64,
+        min: u64,
+    ) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.int(
+            section,
+            key,
+            Some(default),
+            min,
+            86_400,
+        )?))
+    }
+
+    fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
+        let Some(e) = self.get(section, key) else {
+            return Ok(false);
+        };
+        match e.value.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" | "" => Ok(false),
+            _ => Err(self.err(
+                e.pos,
+                Some(key),
+                format!("{:?} is neither true nor false", e.value),
+            )),
+        }
+    }
+
+    pub(super) fn build(&self, file: &Path, app_dir: &Path) -> Result<Config, ConfigError> {
+        let database = DatabaseConfig {
+            host: self.nonempty("database", "MYSQL_HOST")?,
+            port: self.port("database", "MYSQL_PORT", Some(3306))?,
+            user: self.nonempty("database", "MYSQL_USER")?,
+            pass: self.string("database", "MYSQL_PASS")?,
+            dbms: self.nonempty("database", "MYSQL_DBMS")?,
+            timeout: self.secs("database", "MYSQL_TIMEOUT", 30, 1)?,
+            retry_times: self.int("database", "MYSQL_RETRY_TIMES", Some(0), 0, 1_000_000)? as u32,
+            retry_wait: self.secs("database", "MYSQL_RETRY_WAIT", 10, 0)?,
+        };
+        let dir = self.nonempty("logging", "DIRECTORY")?;
+        let logging = LoggingConfig {
+            active: self.boolean("logging", "ACTIVE")?,
+            directory: expand_path(&dir, app_dir),
+            level: self.int("logging", "LOG_LEVEL", Some(31), 0, 255)? as u32,
+        };
+        let manager = ManagerConfig {
+            socket_timeout: self.secs("manager", "SOCKET_TIMEOUT", 120, 1)?,
+            host: self.nonempty("manager", "MANAGER_HOST")?,
+            port: self.port("manager", "MANAGER_PORT", None)?,
+            user: self.nonempty("manager", "MANAGER_USER")?,
+            pass: self.string("manager", "MANAGER_PASS")?,
+        };
+        let cti = CtiConfig {
+            client_timeout: self.secs("ctiserver", "CTI_CLIENT_TIMEOUT", 60, 1)?,
+            keepalive: self.int("ctiserver", "CTI_CLIENT_KEEPALIVE", Some(30), 0, 86_400)? as u32,
+            listen_ip: self.ip("ctiserver", "CTI_SERVER_LISTEN_IP")?,
+            listen_port: self.port("ctiserver", "CTI_SERVER_LISTEN_PORT", None)?,
+            max_clients: self.int("ctiserver", "CTI_MAX_CLIENTS", Some(2000), 1, 100_000)? as usize,
+            login_timeout: self.secs("ctiserver", "CTI_LOGIN_TIMEOUT", 30, 1)?,
+            originate_contexts: self.list("ctiserver", "CTI_ORIGINATE_CONTEXTS"),
+        };
+        Ok(Config {
+            file: file.to_path_buf(),
+            database,
+            logging,
+            manager,
+            cti,
+        })
+    }
+
+    fn ip(&self, section: &str, key: &str) -> Result<IpAddr, ConfigError> {
+        let e = self
+            .get(section, key)
+            .ok_or_else(|| self.missing(section, key))?;
+        e.value.trim().parse().map_err(|_| {
+            self.err(
+                e.pos,
+                Some(key),
+                format!("{:?} is not an IPv4 or IPv6 address", e.value),
+            )
+        })
+    }
+
+    fn list(&self, section: &str, key: &str) -> Vec<String> {
+        self.get(section, key)
+            .map(|e| {
+                e.value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn fmt_pos(p: Pos) -> String {
+    format!("{}:{}", p.line, p.col)
+}
