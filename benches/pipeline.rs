@@ -67,7 +67,11 @@ fn main() {
     let (bytewise, frames_b) = time(|| all.iter().map(|b| decode(b, 1)).sum());
     assert_eq!(frames, frames_b);
 
-    let burst = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ami/asterisk-20.20.1/f-burst-50.ami")).unwrap();
+    let burst = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ami/asterisk-20.20.1/f-burst-50.ami"),
+    )
+    .unwrap();
     let (pipeline, notifications) = time(|| {
         let mut d = Decoder::default();
         let mut r = Router::default();
@@ -76,7 +80,9 @@ fn main() {
             d.push(c);
             while let Some(item) = d.next_item() {
                 match item {
-                    Item::Banner(v) => r.session(astcti_server::ami::dialect::Dialect::from_banner(&v)),
+                    Item::Banner(v) => {
+                        r.session(astcti_server::ami::dialect::Dialect::from_banner(&v))
+                    }
                     Item::Frame(f) => n += r.frame(&f).len(),
                     Item::Discarded(_) => {}
                 }
@@ -109,5 +115,8 @@ fn main() {
         events / pipeline.as_secs_f64(),
         pipeline.as_secs_f64() * 1e6 / 50.0
     );
-    println!("ratio 1-byte / 4 KiB decoding time: {:.1}x", bytewise.as_secs_f64() / chunked.as_secs_f64());
+    println!(
+        "ratio 1-byte / 4 KiB decoding time: {:.1}x",
+        bytewise.as_secs_f64() / chunked.as_secs_f64()
+    );
 }

@@ -15,7 +15,7 @@ use crate::cti::worker::{self, WorkerContext};
 use crate::registry::ClientId;
 
 /// Stack of a client reader thread (the MySQL client runs on it).
-const CLIENT_STACK: usize = 256 * 1024;
+const CLIENT_STACK: usize = 512 * 1024;
 
 pub fn run(listener: TcpListener, ctx: WorkerContext, max_clients: usize, stop: Arc<AtomicBool>) {
     let mut clients: Vec<JoinHandle<()>> = Vec::new();
