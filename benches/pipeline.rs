@@ -5,6 +5,7 @@
 //! 2. the original's way of reading AMI, one byte per read, through the same decoder — and the ratio;
 //! 3. the whole dispatcher pipeline (decode, typed events, call tracker, router, notification XML) on
 //!    the 50-call burst captured from Asterisk 20 — events per second, and the time per call.
+//!
 //! Prints a table; docs/PERFORMANCE.md records one run.
 
 use std::path::Path;

@@ -295,12 +295,7 @@ fn missing_pong_is_a_dead_link() {
         took >= Duration::from_millis(1900),
         "{took:?}: Ping after 1 s idle, 1 s for the Pong"
     );
-    let pings = r
-        .stats()
-        .actions
-        .iter()
-        .filter(|(_, a)| a.get("Action") == Some("Ping"))
-        .count();
+    let pings = r.stats().actions_named("Ping").len();
     assert_eq!(pings, 1);
     assert!(
         matches!(link.next_status(T), AmiStatus::Up { session: 2, .. }),
@@ -322,12 +317,7 @@ fn answered_pings_keep_the_link_up() {
             .is_err(),
         "stays up"
     );
-    let pings = r
-        .stats()
-        .actions
-        .iter()
-        .filter(|(_, a)| a.get("Action") == Some("Ping"))
-        .count();
+    let pings = r.stats().actions_named("Ping").len();
     assert!(pings >= 2, "{pings}");
 }
 
@@ -346,17 +336,9 @@ fn originate_commands_reach_asterisk_with_the_original_headers() {
             },
         })
         .unwrap();
-    assert!(r.wait_for(T, |s| s
-        .actions
-        .iter()
-        .any(|(_, a)| a.get("Action") == Some("Originate"))));
+    assert!(r.wait_for(T, |s| !s.actions_named("Originate").is_empty()));
     let stats = r.stats();
-    let orig = &stats
-        .actions
-        .iter()
-        .find(|(_, a)| a.get("Action") == Some("Originate"))
-        .unwrap()
-        .1;
+    let orig = stats.actions_named("Originate")[0];
     let keys: Vec<(&str, &str)> = orig
         .headers
         .iter()

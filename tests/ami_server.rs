@@ -83,10 +83,9 @@ fn dumpconfig_logs_each_file_by_action_id() {
     }
     let stats = r.stats();
     let files: Vec<&str> = stats
-        .actions
+        .actions_named("GetConfig")
         .iter()
-        .filter(|(_, a)| a.get("Action") == Some("GetConfig"))
-        .filter_map(|(_, a)| a.get("Filename"))
+        .filter_map(|a| a.get("Filename"))
         .collect();
     assert_eq!(
         files,
@@ -130,21 +129,16 @@ fn orig_from_a_logged_in_client_reaches_asterisk() {
     // an unknown command; neither reaches Asterisk.
     c.send("ORIG 202\nAction: Command|astctidemo|1\n");
     c.expect(b"101 ERROR\n");
-    assert!(r.wait_for(Duration::from_secs(5), |s| s
-        .actions
-        .iter()
-        .any(|(_, a)| a.get("Action") == Some("Originate"))));
+    assert!(r.wait_for(Duration::from_secs(5), |s| !s
+        .actions_named("Originate")
+        .is_empty()));
     std::thread::sleep(Duration::from_millis(300));
     let stats = r.stats();
-    let origs: Vec<_> = stats
-        .actions
-        .iter()
-        .filter(|(_, a)| a.get("Action") == Some("Originate"))
-        .collect();
+    let origs = stats.actions_named("Originate");
     assert_eq!(origs.len(), 1);
-    assert_eq!(origs[0].1.get("Channel"), Some(ext.as_str()));
-    assert_eq!(origs[0].1.get("Callerid"), Some(ext.as_str()));
-    assert_eq!(origs[0].1.get("Exten"), Some("202"));
+    assert_eq!(origs[0].get("Channel"), Some(ext.as_str()));
+    assert_eq!(origs[0].get("Callerid"), Some(ext.as_str()));
+    assert_eq!(origs[0].get("Exten"), Some("202"));
     assert!(server.wait_log("Originate successfully queued", Duration::from_secs(5)));
 }
 

@@ -85,6 +85,20 @@ pub struct Stats {
     pub replays_done: u64,
 }
 
+impl Stats {
+    /// The actions received whose `Action` is `name` (case-insensitive), in order.
+    pub fn actions_named(&self, name: &str) -> Vec<&Frame> {
+        self.actions
+            .iter()
+            .filter(|(_, a)| {
+                a.get("Action")
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, a)| a)
+            .collect()
+    }
+}
+
 pub struct ReplayServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
