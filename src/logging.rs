@@ -5,7 +5,7 @@
 //! (spec §1.4): Info 0x1, Notice 0x2, Warning 0x4, Error 0x8, Fatal 0x10, Debug 0x20, DebugSocket 0x40.
 //! A record is written iff its bit is set in the mask. The file stays open and is switched at midnight
 //! (the original reopened it for every line). stderr goes through simplelog's `TermLogger`
-//! (level = the highest enabled level; everything with `--debug`).
+//! (level = the highest enabled level, at least errors; everything with `--debug`).
 //!
 //! Rust log levels map to the original ones: error → Error (target `fatal` → Fatal), warn → Warning,
 //! info → Info (target `notice` → Notice), debug → Debug, trace → DebugSocket (raw socket traffic).
@@ -177,10 +177,11 @@ pub fn local_offset() -> UtcOffset {
 /// Installs the file logger (if `dir` is given) and the stderr logger. `debug` = `--debug`.
 pub fn init(dir: Option<&Path>, mask: u32, debug: bool) -> Result<(), String> {
     let offset = local_offset();
+    // Errors always reach stderr (journald, the Task Scheduler's history), whatever LOG_LEVEL says.
     let term_level = if debug {
         LevelFilter::Trace
     } else {
-        max_level(mask)
+        max_level(mask).max(LevelFilter::Error)
     };
     let term_config = simplelog::ConfigBuilder::new()
         .set_target_level(LevelFilter::Off)
