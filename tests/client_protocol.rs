@@ -391,3 +391,19 @@ fn the_install_guides_example_agent_logs_in() {
         Duration::from_secs(5)
     ));
 }
+
+#[test]
+fn a_silent_client_before_login_hits_the_client_timeout_first_when_it_is_shorter() {
+    let server = Server::start_with(Options {
+        ctiserver: vec![
+            ("CTI_CLIENT_TIMEOUT", "1".into()),
+            ("CTI_LOGIN_TIMEOUT", "30".into()),
+        ],
+        ..Options::default()
+    });
+    let mut c = server.connect();
+    c.expect(b"100 CTISERVER WELCOME\n");
+    assert!(c.closed_within(Duration::from_secs(5)));
+    assert!(server.wait_log("client socket timeout", Duration::from_secs(5)));
+    assert!(!server.stderr_text().contains("no login within the timeout"));
+}

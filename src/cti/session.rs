@@ -29,6 +29,8 @@ pub trait Env {
     fn originate(&mut self, ext: &str, request: OrigRequest);
     /// Logs why something was refused (never contains a secret).
     fn note(&mut self, message: &str);
+    /// Logs something routine (unknown commands), at debug level.
+    fn debug(&mut self, _message: &str) {}
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,7 +113,7 @@ impl Session {
             }
             Command::Orig(params) => self.orig(&params, env),
             Command::Unknown(word) => {
-                env.note(&format!("unknown command {word:?} ignored"));
+                env.debug(&format!("unknown command {word:?} ignored"));
                 Step::SILENT
             }
         }

@@ -86,6 +86,10 @@ impl Env for WorkerEnv<'_> {
     fn note(&mut self, message: &str) {
         log::warn!("client-{}: {message}", self.id);
     }
+
+    fn debug(&mut self, message: &str) {
+        log::debug!("client-{}: {message}", self.id);
+    }
 }
 
 fn writer(mut sock: TcpStream, rx: Receiver<Outbound>, id: ClientId) {
@@ -110,11 +114,13 @@ fn set_keepalive(sock: &TcpStream, seconds: u32) {
     }
 }
 
-/// Why a session ended (logged).
-fn end_reason(e: &std::io::Error, authenticated: bool) -> &'static str {
+/// Why a session ended (logged); `login_deadline`: the read waited for the login deadline.
+fn end_reason(e: &std::io::Error, login_deadline: bool) -> &'static str {
     match e.kind() {
-        ErrorKind::WouldBlock | ErrorKind::TimedOut if authenticated => "client socket timeout",
-        ErrorKind::WouldBlock | ErrorKind::TimedOut => "no login within the timeout",
+        ErrorKind::WouldBlock | ErrorKind::TimedOut if login_deadline => {
+            "no login within the timeout"
+        }
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => "client socket timeout",
         _ => "socket is broken",
     }
 }
@@ -166,15 +172,16 @@ fn read_loop(
     let mut lines = LineBuffer::new(MAX_LINE);
     let mut buf = [0u8; 4096];
     loop {
-        let timeout = if session.is_authenticated() {
-            ctx.client_timeout
+        // Before login the login deadline may come first; after it only silence counts.
+        let (timeout, login_deadline) = if session.is_authenticated() {
+            (ctx.client_timeout, false)
         } else {
             let left = ctx.login_timeout.saturating_sub(started.elapsed());
             if left.is_zero() {
                 log::info!("client-{id}: no login within the timeout: closing");
                 return;
             }
-            left.min(ctx.client_timeout)
+            (left.min(ctx.client_timeout), left <= ctx.client_timeout)
         };
         let _ = sock.set_read_timeout(Some(timeout));
         let n = match sock.read(&mut buf) {
@@ -185,10 +192,7 @@ fn read_loop(
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::info!(
-                    "client-{id}: {}: closing",
-                    end_reason(&e, session.is_authenticated())
-                );
+                log::info!("client-{id}: {}: closing", end_reason(&e, login_deadline));
                 return;
             }
         };
