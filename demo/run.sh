@@ -13,7 +13,8 @@
 # a demo client, as the agent, which prints every notification and the URL it would open.
 # Stops everything it started, and only that.
 #
-# Environment: ASTCTI_DEMO_DB_PORT (33307), ASTCTI_DEMO_CTI_PORT (9000), ASTCTI_DEMO_REPLAY_PORT (15038).
+# Environment: ASTCTI_DEMO_DB_PORT (33307, or the next free port), ASTCTI_DEMO_CTI_PORT (9000),
+# ASTCTI_DEMO_REPLAY_PORT (15038).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -55,9 +56,10 @@ cargo build --release --locked --quiet --bins || fail "cargo build"
 
 mariadb_ensure_installed || fail "MariaDB could not be installed"
 if ! mariadb_running "$db_dir"; then
-  mariadb_start "$db_dir" "$db_port" || fail "MariaDB did not start (see $db_dir/error.log)"
   started_db=yes
 fi
+mariadb_start "$db_dir" "$db_port" || fail "MariaDB did not start (see $db_dir/error.log)"
+db_port="$MARIADB_PORT"
 echo "== loading sql/cti.sql into database 'cti' (agent 'test', password 'test', EXT SIP/201)"
 mariadb_root "$db_dir" -e "CREATE DATABASE IF NOT EXISTS cti" || fail "creating the cti database"
 mariadb_root "$db_dir" cti < sql/cti.sql || fail "loading sql/cti.sql"
@@ -88,6 +90,11 @@ else
   target/release/ami-replay --listen "127.0.0.1:$ami_port" --pace "$pace" --times 0 --rewrite-ids \
     --quiet "$capture" 2>"$demo_dir/ami-replay.log" &
   replay_pid=$!
+  for _ in $(seq 1 50); do
+    grep -q "listening on" "$demo_dir/ami-replay.log" 2>/dev/null && break
+    kill -0 "$replay_pid" 2>/dev/null || fail "ami-replay exited: $(cat "$demo_dir/ami-replay.log") (set ASTCTI_DEMO_REPLAY_PORT)"
+    sleep 0.1
+  done
 fi
 
 sed -e "s|<add key=\"MYSQL_TIMEOUT\"|<add key=\"MYSQL_PORT\" value=\"$db_port\" />\n\t\t\t<add key=\"MYSQL_TIMEOUT\"|" \

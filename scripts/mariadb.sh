@@ -1,7 +1,8 @@
 # Sourced by scripts/test.sh and demo/run.sh: a private MariaDB instance on 127.0.0.1.
 # It never touches a system MariaDB: its own data directory, socket and port.
 #   mariadb_ensure_installed          installs mariadb-server from Debian packages if missing
-#   mariadb_start DIR PORT            starts (if not running) an instance with data in DIR
+#   mariadb_start DIR PORT            starts (if not running) an instance with data in DIR, on PORT or,
+#                                     if that port is taken, the next free one; sets MARIADB_PORT
 #   mariadb_root DIR [args...]        runs the mariadb client as root over the instance's socket
 #   mariadb_stop DIR                  stops the instance
 
@@ -29,13 +30,26 @@ mariadb_running() {
   mariadb-admin --no-defaults --socket="$1/mysqld.sock" -u root ping >/dev/null 2>&1
 }
 
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
 mariadb_start() {
   local dir="$1" port="$2"
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   if mariadb_running "$dir"; then
+    MARIADB_PORT="$(cat "$dir/port" 2>/dev/null || echo "$port")"
     return 0
   fi
+  local tries=0
+  while port_in_use "$port"; do
+    tries=$((tries + 1))
+    [ "$tries" -le 50 ] || { echo "no free port for MariaDB near $2" >&2; return 1; }
+    port=$((port + 1))
+  done
+  echo "$port" > "$dir/port"
+  MARIADB_PORT="$port"
   local user_opt=()
   [ "$(id -u)" -eq 0 ] && user_opt=(--user=root)
   if [ ! -d "$dir/data/mysql" ]; then

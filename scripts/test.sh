@@ -2,7 +2,8 @@
 # The project's test command (README, CI): a private MariaDB, a throw-away database, then cargo test.
 #   scripts/test.sh [cargo test arguments...]   (without arguments it also runs demo/run.sh --check)
 #   scripts/test.sh --stop-db      stops the private MariaDB
-# Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306).
+# Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306, or
+# the next free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/mariadb.sh
@@ -17,6 +18,7 @@ fi
 
 mariadb_ensure_installed
 mariadb_start "$dir" "$port"
+port="$MARIADB_PORT"
 
 echo "== creating database astcti_test and its accounts"
 mariadb_root "$dir" <<SQL
