@@ -120,3 +120,50 @@ fn malformed_xml_and_bad_values_are_one_line_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn an_existing_installs_exe_config_beside_the_binary_is_used_unchanged() {
+    // The original's shipped AstCTIServer.exe.config (spec §1.6): port 8999, LOG_LEVEL 255.
+    let original = SHIPPED
+        .replace(r#"value="9000""#, r#"value="8999""#)
+        .replace(
+            r#"<add key="LOG_LEVEL" value="63"/>"#,
+            r#"<add key="LOG_LEVEL" value="255"/>"#,
+        );
+    let install = temp_dir("install");
+    let elsewhere = temp_dir("cwd");
+    let bin = install.join("astcti-server");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::write(install.join("AstCTIServer.exe.config"), original).unwrap();
+    let out = Command::new(&bin)
+        .arg("--check-config")
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "file = {}",
+            install.join("AstCTIServer.exe.config").display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("CTI_SERVER_LISTEN_PORT = 8999"), "{text}");
+    assert!(text.contains("LOG_LEVEL = 255"), "{text}");
+    // An AstCTIServer.xml beside the binary wins over it.
+    std::fs::write(install.join("AstCTIServer.xml"), SHIPPED).unwrap();
+    let out = Command::new(&bin)
+        .arg("--check-config")
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CTI_SERVER_LISTEN_PORT = 9000"));
+    std::fs::remove_dir_all(&install).unwrap();
+    std::fs::remove_dir_all(&elsewhere).unwrap();
+}
