@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): a private MariaDB, a throw-away database, then cargo test.
 #   scripts/test.sh [cargo test arguments...]   (without arguments it also runs demo/run.sh --check)
+#   scripts/test.sh --bench        the benchmarks (docs/PERFORMANCE.md) instead of the tests
 #   scripts/test.sh --stop-db      stops the private MariaDB
 # Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306, or
 # the next free port).
@@ -40,6 +41,11 @@ export ASTCTI_TEST_MYSQL_USER=astcti_server
 export ASTCTI_TEST_MYSQL_PASS=server-pw
 export ASTCTI_TEST_MYSQL_ADMIN_USER=astcti_admin
 export ASTCTI_TEST_MYSQL_ADMIN_PASS=admin-pw
+
+if [ "${1:-}" = "--bench" ]; then
+  echo "== cargo bench"
+  exec cargo bench --locked
+fi
 
 echo "== cargo test"
 cargo test --locked "$@"
