@@ -37,23 +37,38 @@ fn main() {
         eprintln!("benches/server.rs needs the test MariaDB: run scripts/test.sh --bench");
         return;
     }
-    let clients: usize = std::env::var("ASTCTI_BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let clients: usize = std::env::var("ASTCTI_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let plays = 5u64;
 
     // Agents: bench_0 … on SIP/5xxxx, plus the burst's agent SIP/201.
     let secret = format!("{:x}", md5::compute(b"bench"));
     let mut db = admin();
-    db.query_drop("DELETE FROM cti WHERE USERNAME LIKE 'bench_%'").unwrap();
-    db.query_drop("UPDATE cti SET EXT = NULL WHERE EXT = 'SIP/201'").unwrap();
-    let rows: Vec<(String, String)> = (0..clients).map(|i| (format!("bench_{i}"), format!("SIP/5{i:04}"))).collect();
+    db.query_drop("DELETE FROM cti WHERE USERNAME LIKE 'bench_%'")
+        .unwrap();
+    db.query_drop("UPDATE cti SET EXT = NULL WHERE EXT = 'SIP/201'")
+        .unwrap();
+    let rows: Vec<(String, String)> = (0..clients)
+        .map(|i| (format!("bench_{i}"), format!("SIP/5{i:04}")))
+        .collect();
     db.exec_batch(
         "INSERT INTO cti (USERNAME, SECRET, HOST, EXT) VALUES (?, ?, NULL, ?)",
         rows.iter().map(|(u, e)| (u, &secret, e)),
     )
     .unwrap();
-    db.exec_drop("INSERT INTO cti (USERNAME, SECRET, HOST, EXT) VALUES ('bench_agent', ?, NULL, 'SIP/201')", (&secret,)).unwrap();
+    db.exec_drop(
+        "INSERT INTO cti (USERNAME, SECRET, HOST, EXT) VALUES ('bench_agent', ?, NULL, 'SIP/201')",
+        (&secret,),
+    )
+    .unwrap();
 
-    let burst = Capture::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ami/asterisk-20.20.1/f-burst-50.ami")).unwrap();
+    let burst = Capture::load(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ami/asterisk-20.20.1/f-burst-50.ami"),
+    )
+    .unwrap();
     let mut cfg = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![burst]);
     cfg.held = true;
     cfg.pace = Pace::Fast;
@@ -70,7 +85,9 @@ fn main() {
     let (rss_idle, threads_idle) = status(pid);
 
     let start = Instant::now();
-    let mut held: Vec<Client> = (0..clients).map(|i| server.login(&format!("bench_{i}"), &secret)).collect();
+    let mut held: Vec<Client> = (0..clients)
+        .map(|i| server.login(&format!("bench_{i}"), &secret))
+        .collect();
     let login_time = start.elapsed();
     let mut agent = server.login("bench_agent", &secret);
     std::thread::sleep(Duration::from_millis(300));
@@ -81,7 +98,10 @@ fn main() {
     replay.release();
     let mut got = 0;
     let mut buf = vec![0u8; 1 << 16];
-    agent.sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    agent
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut tail = String::new();
     while got < expected {
         let n = agent.sock.read(&mut buf).expect("notifications");
@@ -102,7 +122,10 @@ fn main() {
     println!("astcti-server under load ({clients} agents logged in)");
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| resident memory, idle | {:.1} MiB, {threads_idle} threads |", rss_idle as f64 / 1024.0);
+    println!(
+        "| resident memory, idle | {:.1} MiB, {threads_idle} threads |",
+        rss_idle as f64 / 1024.0
+    );
     println!(
         "| resident memory, {clients} agents logged in | {:.1} MiB, {threads_clients} threads ({:.0} KiB per agent) |",
         rss_clients as f64 / 1024.0,
@@ -120,5 +143,8 @@ fn main() {
         burst_time.as_secs_f64() * 1e3,
         events / burst_time.as_secs_f64()
     );
-    println!("| resident memory after the burst | {:.1} MiB |", rss_after as f64 / 1024.0);
+    println!(
+        "| resident memory after the burst | {:.1} MiB |",
+        rss_after as f64 / 1024.0
+    );
 }

@@ -84,7 +84,7 @@ fn every_flag_shown_for_the_programs_exists() {
 #[test]
 fn every_repository_path_named_in_the_docs_exists() {
     let prefixes = [
-        "demo/", "docs/", "sql/", "scripts/", "tests/", "src/", ".ci/",
+        "demo/", "docs/", "sql/", "scripts/", "tests/", "src/", "benches/", ".ci/",
     ];
     for (name, text) in docs() {
         for piece in text.split('`') {
