@@ -61,10 +61,6 @@ impl Registry {
         self.by_ext.get(ext).copied()
     }
 
-    pub fn agent(&self, id: ClientId) -> Option<&Agent> {
-        self.agents.get(&id)
-    }
-
     pub fn len(&self) -> usize {
         self.agents.len()
     }

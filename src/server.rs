@@ -136,10 +136,6 @@ impl Server {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Stops accepting, closes every client and the AMI session, joins every thread.
     pub fn stop(mut self) {
         self.stop_accepting.store(true, Ordering::SeqCst);

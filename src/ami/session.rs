@@ -95,10 +95,6 @@ impl Session {
         self.phase == Phase::LoggedIn
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     fn action_id(&mut self, kind: &str) -> String {
         self.next_id += 1;
         format!("astcti-{kind}-{}-{}", self.number, self.next_id)
