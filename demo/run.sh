@@ -51,6 +51,16 @@ trap 'exit 130' INT TERM
 
 fail() { echo "demo: FAILED: $*" >&2; exit 1; }
 
+# The agents' port: 9000, the original client's default. --check (no human client) moves to the next
+# free port if 9000 is taken; an interactive demo says so instead.
+if [ -z "${ASTCTI_DEMO_CTI_PORT:-}" ] && port_in_use "$cti_port"; then
+  if [ "$check" = yes ]; then
+    while port_in_use "$cti_port"; do cti_port=$((cti_port + 1)); done
+  else
+    fail "port $cti_port is taken (the old C# server?); stop it or set ASTCTI_DEMO_CTI_PORT"
+  fi
+fi
+
 echo "== building astcti-server, ami-replay and the demo client (release)"
 cargo build --release --locked --quiet --bins || fail "cargo build"
 
