@@ -45,13 +45,17 @@ struct Link {
 
 impl Link {
     fn start(addr: SocketAddr, secret: &str, idle: Duration) -> Link {
+        Self::start_host(&addr.ip().to_string(), addr.port(), secret, idle)
+    }
+
+    fn start_host(host: &str, port: u16, secret: &str, idle: Duration) -> Link {
         let (frames_tx, frames) = bounded(100_000);
         let (status_tx, status) = unbounded();
         let (commands, commands_rx) = bounded(16);
         let (stop, stop_rx) = bounded(0);
         let mut cfg = LinkConfig::new(
-            &addr.ip().to_string(),
-            addr.port(),
+            host,
+            port,
             SessionConfig {
                 user: "ctimanager".into(),
                 secret: secret.into(),
@@ -363,32 +367,9 @@ fn originate_commands_reach_asterisk_with_the_original_headers() {
 fn host_names_are_resolved_and_every_address_tried() {
     // "localhost" may resolve to ::1 first; the replayer listens on 127.0.0.1 only.
     let r = replay_of("asterisk-1.4/synthetic-demo100.ami");
-    let (frames_tx, _frames) = bounded(1000);
-    let (status_tx, status) = unbounded();
-    let (_commands, commands_rx) = bounded(1);
-    let (stop, stop_rx) = bounded::<()>(0);
-    let cfg = LinkConfig::new(
-        "localhost",
-        r.addr().port(),
-        SessionConfig {
-            user: "ctimanager".into(),
-            secret: "ctimanager".into(),
-            idle: IDLE,
-            dumpconfig: false,
-        },
-    );
-    let ch = LinkChannels {
-        frames: frames_tx,
-        status: status_tx,
-        commands: commands_rx,
-        shutdown: stop_rx,
-        record: None,
-    };
-    let t = std::thread::spawn(move || link::run(cfg, ch));
+    let link = Link::start_host("localhost", r.addr().port(), "ctimanager", IDLE);
     assert!(matches!(
-        status.recv_timeout(T),
-        Ok(AmiStatus::Up { session: 1, .. })
+        link.next_status(T),
+        AmiStatus::Up { session: 1, .. }
     ));
-    drop(stop);
-    t.join().unwrap();
 }
