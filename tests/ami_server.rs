@@ -198,3 +198,125 @@ fn ami_replay_binary_serves_a_capture_and_refuses_non_loopback() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A fake Asterisk that logs the server in, then sends `frames` (any bytes at all).
+fn hostile_asterisk(frames: Vec<u8>) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.write_all(b"Asterisk Call Manager/9.0.0\r\n").unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut id = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some(v) = line.strip_prefix("ActionID: ") {
+                id = v.trim().to_string();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let ok = format!(
+            "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
+        );
+        s.write_all(ok.as_bytes()).unwrap();
+        let _ = s.write_all(&frames);
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    (addr, t)
+}
+
+#[test]
+fn hostile_ami_input_never_takes_the_server_down() {
+    // Real event names with missing, empty, repeated and absurd headers, a huge line, binary bytes.
+    let mut junk = Vec::new();
+    let names = [
+        "Newstate",
+        "DialBegin",
+        "DialEnd",
+        "BridgeEnter",
+        "BridgeLeave",
+        "Hangup",
+        "Newexten",
+        "VarSet",
+        "Link",
+        "Bridge",
+        "Dial",
+        "LocalBridge",
+        "AgentCalled",
+        "Rename",
+        "CoreShowChannel",
+        "Newchannel",
+    ];
+    let keys = [
+        "Uniqueid",
+        "DestUniqueid",
+        "Channel",
+        "DestChannel",
+        "Linkedid",
+        "ChannelStateDesc",
+        "State",
+        "BridgeUniqueid",
+        "Uniqueid1",
+        "Uniqueid2",
+        "Application",
+        "AppData",
+        "Variable",
+        "Value",
+        "SubEvent",
+        "DialStatus",
+        "Newname",
+    ];
+    let mut x: u32 = 7;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x as usize
+    };
+    for _ in 0..3000 {
+        junk.extend_from_slice(format!("Event: {}\r\n", names[next() % names.len()]).as_bytes());
+        for _ in 0..next() % 8 {
+            let v = match next() % 6 {
+                0 => String::new(),
+                1 => "Ringing".into(),
+                2 => "Set".into(),
+                3 => format!("calldata={}", next() % 3),
+                4 => format!("SIP/201-{:08x}", next() % 4),
+                _ => format!("{}", next() % 5),
+            };
+            junk.extend_from_slice(format!("{}: {v}\r\n", keys[next() % keys.len()]).as_bytes());
+        }
+        if next() % 50 == 0 {
+            junk.extend_from_slice(&[0xff, 0xfe, 0x00, b':', 0x80, b'\r', b'\n']);
+        }
+        junk.extend_from_slice(b"\r\n");
+    }
+    junk.extend_from_slice(&vec![b'A'; 100_000]);
+    junk.extend_from_slice(b"\r\n\r\n");
+    let (addr, asterisk) = hostile_asterisk(junk);
+    let user = unique("calm");
+    let secret = add_agent(&user, "pw", Some(&unique("SIP/")), None);
+    let server = Server::start_with(Options {
+        manager_port: Some(addr.port()),
+        ..Options::default()
+    });
+    assert!(server.wait_log("logged in to Asterisk", Duration::from_secs(10)));
+    asterisk.join().unwrap();
+    let mut c = server.login(&user, &secret);
+    c.send("NOOP\n");
+    c.expect(b"100 OK\n");
+    assert!(
+        server.wait_log(
+            "AMI frame discarded (line too long)",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.stderr_text()
+    );
+}

@@ -407,3 +407,41 @@ fn a_silent_client_before_login_hits_the_client_timeout_first_when_it_is_shorter
     assert!(server.wait_log("client socket timeout", Duration::from_secs(5)));
     assert!(!server.stderr_text().contains("no login within the timeout"));
 }
+
+#[test]
+fn garbage_from_clients_never_takes_the_server_down() {
+    let user = unique("survivor");
+    let secret = add_agent(&user, "pw", Some(&unique("SIP/")), None);
+    let server = Server::start();
+    // Deterministic pseudo-random bytes, with line ends and command words mixed in.
+    let mut x: u32 = 0x2545_f491;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    let words: [&[u8]; 8] = [
+        b"USER ", b"PASS ", b"ORIG ", b"NOOP", b"QUIT", b"\r\n", b"\n", b"|",
+    ];
+    for _ in 0..6 {
+        let mut c = server.connect();
+        let mut junk = Vec::new();
+        while junk.len() < 20_000 {
+            let r = next();
+            if r % 5 == 0 {
+                junk.extend_from_slice(words[(r >> 8) as usize % words.len()]);
+            } else {
+                junk.push((r >> 16) as u8);
+            }
+            if r % 97 == 0 {
+                junk.push(b'\n');
+            }
+        }
+        // The server may close us (QUIT, a too-long line): that is fine, it must not go down.
+        let _ = std::io::Write::write_all(&mut c.sock, &junk);
+    }
+    let mut ok = server.login(&user, &secret);
+    ok.send("NOOP\n");
+    ok.expect(b"100 OK\n");
+}
