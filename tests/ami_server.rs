@@ -29,7 +29,12 @@ fn replay(name: &str) -> ReplayServer {
 
 #[test]
 fn record_ami_round_trip_keeps_every_byte() {
-    let r = replay("asterisk-20.20.1/b-inbound-101-queue-answered.ami");
+    let mut cfg = ReplayConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![capture("asterisk-20.20.1/b-inbound-101-queue-answered.ami")],
+    );
+    cfg.keep_sent = true;
+    let r = ReplayServer::start(cfg).unwrap();
     let dir = temp_dir("rec");
     let file = dir.join("field.ami");
     let server = Server::start_with(Options {

@@ -46,6 +46,9 @@ pub struct ReplayConfig {
     pub channels: Vec<Frame>,
     /// Do not replay until [`ReplayServer::release`] (tests: until the agents are logged in).
     pub held: bool,
+    /// Keep a copy of every byte written in [`Stats::sent`] (tests); off for endless plays, whose
+    /// copy would grow without bound.
+    pub keep_sent: bool,
 }
 
 impl ReplayConfig {
@@ -68,6 +71,7 @@ impl ReplayConfig {
             verbose: false,
             channels: Vec::new(),
             held: false,
+            keep_sent: false,
         }
     }
 }
@@ -79,7 +83,7 @@ pub struct Stats {
     pub logins_failed: u64,
     /// (session, action) in arrival order.
     pub actions: Vec<(u64, Frame)>,
-    /// Every byte written, per session (index 0 = session 1).
+    /// Every byte written, per session (index 0 = session 1), when `keep_sent` is on.
     pub sent: Vec<Vec<u8>>,
     /// Sessions whose replay ran to its end.
     pub replays_done: u64,
@@ -270,9 +274,11 @@ struct Conn<'a> {
 
 impl Conn<'_> {
     fn write(&mut self, bytes: &[u8]) -> bool {
-        if let Ok(mut s) = self.shared.stats.lock() {
-            if let Some(sent) = s.sent.get_mut(self.session as usize - 1) {
-                sent.extend_from_slice(bytes);
+        if self.shared.cfg.keep_sent {
+            if let Ok(mut s) = self.shared.stats.lock() {
+                if let Some(sent) = s.sent.get_mut(self.session as usize - 1) {
+                    sent.extend_from_slice(bytes);
+                }
             }
         }
         self.sock.write_all(bytes).is_ok()
