@@ -302,35 +302,36 @@ impl Client {
         );
     }
 
-    /// True if the server closes the connection (EOF or reset) within `timeout`, with no bytes first.
-    pub fn closed_within(&mut self, timeout: Duration) -> bool {
-        self.sock.set_read_timeout(Some(timeout)).unwrap();
-        let mut b = [0u8; 64];
-        let r = self.sock.read(&mut b);
-        self.sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        match r {
-            Ok(0) => true,
-            Ok(n) => panic!("expected close, got {:?}", String::from_utf8_lossy(&b[..n])),
-            Err(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
-            ),
-        }
-    }
-
-    /// True if nothing arrives within `wait`.
-    pub fn silent_for(&mut self, wait: Duration) -> bool {
+    /// What one read within `wait` sees: `Some(true)` closed (EOF or reset), `Some(false)` nothing
+    /// arrived; bytes are a test failure.
+    fn read_within(&mut self, wait: Duration, expecting: &str) -> Option<bool> {
         self.sock.set_read_timeout(Some(wait)).unwrap();
         let mut b = [0u8; 64];
         let r = self.sock.read(&mut b);
         self.sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         match r {
-            Ok(0) => false,
-            Ok(n) => panic!("unexpected bytes {:?}", String::from_utf8_lossy(&b[..n])),
-            Err(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            Ok(0) => Some(true),
+            Ok(n) => panic!(
+                "expected {expecting}, got {:?}",
+                String::from_utf8_lossy(&b[..n])
             ),
+            Err(e) => match e.kind() {
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    Some(true)
+                }
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Some(false),
+                _ => None,
+            },
         }
+    }
+
+    /// True if the server closes the connection (EOF or reset) within `timeout`, with no bytes first.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.read_within(timeout, "close") == Some(true)
+    }
+
+    /// True if nothing arrives, and the connection stays open, for `wait`.
+    pub fn silent_for(&mut self, wait: Duration) -> bool {
+        self.read_within(wait, "silence") == Some(false)
     }
 }
