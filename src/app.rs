@@ -112,6 +112,40 @@ pub fn main() -> i32 {
     )
 }
 
+/// Raises the descriptor limit and fits `CTI_MAX_CLIENTS` (plus `CTI_MAX_PENDING`) into it, saying so.
+fn fit_to_descriptors(config: &Config) -> Config {
+    let mut config = config.clone();
+    let Some(limit) = crate::fdlimit::raise() else {
+        return config;
+    };
+    let c = &mut config.cti;
+    let capacity = crate::fdlimit::client_capacity(limit, config.database.pool_size as u64);
+    let wanted = c.max_clients + c.max_pending;
+    if wanted <= capacity {
+        log::info!(
+            "descriptor limit {limit}: room for {capacity} client connections \
+             (CTI_MAX_CLIENTS {} + CTI_MAX_PENDING {})",
+            c.max_clients,
+            c.max_pending
+        );
+        return config;
+    }
+    // Keep the pending pool at most a quarter of what fits, give the rest to agents.
+    let pending = c.max_pending.min(capacity / 4).max(1);
+    let clients = capacity.saturating_sub(pending).max(1);
+    log::warn!(
+        "descriptor limit {limit} (RLIMIT_NOFILE, LimitNOFILE= in systemd) holds {capacity} client \
+         connections, not CTI_MAX_CLIENTS {} + CTI_MAX_PENDING {}: serving {clients} clients and \
+         {pending} pending connections; raise the limit to serve more",
+        c.max_clients,
+        c.max_pending
+    );
+    c.max_clients = clients;
+    c.max_pending = pending;
+    c.max_pending_per_ip = c.max_pending_per_ip.min(pending);
+    config
+}
+
 fn run(config: &Config, opts: RunOptions) -> i32 {
     log::info!(
         "astcti-server {} starting with {}",
@@ -148,7 +182,8 @@ fn run(config: &Config, opts: RunOptions) -> i32 {
             return EXIT_UNAVAILABLE;
         }
     };
-    let server = match Server::start(config, Arc::new(store), opts) {
+    let config = fit_to_descriptors(config);
+    let server = match Server::start(&config, Arc::new(store), opts) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");

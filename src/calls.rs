@@ -22,6 +22,12 @@
 //!
 //! After a (re)connect the link lists the channels already up (`CoreShowChannels`); those legs are
 //! seeded with their connected line as the caller, so their `Hangup` still reaches the agent.
+//!
+//! Resynchronisation ([`Tracker::begin_resync`]): after frames were lost the link asks for the
+//! channel list again; every leg that is neither listed nor created before the list completes is
+//! gone, and gets its `Hangup` when the list ends. Legs with no event for a given age are expired
+//! ([`Tracker::expire`]) the same way, so a lost `Hangup` costs memory for a bounded time only.
+//! Time is passed in ([`Tracker::set_now`], seconds on any monotonic clock).
 
 use std::collections::{HashMap, HashSet};
 
@@ -55,6 +61,8 @@ struct Leg {
     answered: bool,
     linked: bool,
     bridges: HashSet<String>,
+    /// When an event last named this leg ([`Tracker::set_now`]'s clock).
+    seen: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -72,6 +80,9 @@ pub struct Tracker {
     pub oddities: u64,
     /// Kinds of oddity already logged (each is logged once, then only counted).
     logged: HashSet<&'static str>,
+    /// During a resynchronisation: the legs known to be alive (listed or new).
+    resync: Option<HashSet<String>>,
+    now: u64,
 }
 
 fn present(cid: &Cid) -> bool {
@@ -95,6 +106,60 @@ impl Tracker {
         self.legs.clear();
         self.calls.clear();
         self.bridges.clear();
+        self.resync = None;
+    }
+
+    /// The clock for the legs' ages, in seconds.
+    pub fn set_now(&mut self, now: u64) {
+        self.now = now;
+    }
+
+    /// Frames were lost and a channel list is coming: legs it does not name will be hung up.
+    pub fn begin_resync(&mut self) {
+        self.resync = Some(HashSet::new());
+    }
+
+    pub fn resyncing(&self) -> bool {
+        self.resync.is_some()
+    }
+
+    /// Hangs up every leg no event has named for more than `max_age` seconds; returns the
+    /// notifications and how many legs were expired.
+    pub fn expire(&mut self, max_age: u64) -> (Vec<Notification>, usize) {
+        let now = self.now;
+        let old: Vec<String> = self
+            .legs
+            .values()
+            .filter(|l| now.saturating_sub(l.seen) > max_age)
+            .map(|l| l.uid.clone())
+            .collect();
+        let mut out = Vec::new();
+        for uid in &old {
+            self.hangup(uid, &mut out);
+        }
+        (out, old.len())
+    }
+
+    /// The channel list is complete: every leg it did not confirm is gone.
+    fn end_resync(&mut self, out: &mut Vec<Notification>) {
+        let Some(alive) = self.resync.take() else {
+            return;
+        };
+        let gone: Vec<String> = self
+            .legs
+            .keys()
+            .filter(|uid| !alive.contains(*uid))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            log::info!(
+                "resynchronised with Asterisk's channel list: {} legs no longer exist",
+                gone.len()
+            );
+        }
+        for uid in gone {
+            self.hangup(&uid, out);
+        }
     }
 
     /// Counts an oddity; the first of each kind is logged.
@@ -115,10 +180,21 @@ impl Tracker {
 
     pub fn apply(&mut self, event: Event) -> Vec<Notification> {
         let mut out = Vec::new();
+        for uid in event.uids().into_iter().flatten() {
+            if let Some(leg) = self.legs.get_mut(uid) {
+                leg.seen = self.now;
+            }
+        }
+        if let (Some(alive), Event::Newchannel(c) | Event::ChannelListed { chan: c, .. }) =
+            (self.resync.as_mut(), &event)
+        {
+            alive.insert(c.uid.clone());
+        }
         match event {
             Event::Newchannel(chan) => {
                 self.upsert(&chan);
             }
+            Event::ChannelListComplete => self.end_resync(&mut out),
             Event::Newstate {
                 chan,
                 state,
@@ -253,6 +329,7 @@ impl Tracker {
                     uid: chan.uid.clone(),
                     channel: chan.channel.clone(),
                     call,
+                    seen: self.now,
                     ..Leg::default()
                 },
             );

@@ -55,6 +55,8 @@ pub struct DatabaseConfig {
     /// Extra connection attempts at startup (0 = a single attempt).
     pub retry_times: u32,
     pub retry_wait: Duration,
+    /// `MYSQL_POOL_SIZE`: login threads, each with its own database connection.
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,8 @@ pub struct LoggingConfig {
     pub directory: PathBuf,
     /// Bit mask of the original levels (see `logging`).
     pub level: u32,
+    /// `STATS_INTERVAL`: seconds between statistics lines; zero = off.
+    pub stats_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,10 @@ pub struct ManagerConfig {
     pub port: u16,
     pub user: String,
     pub pass: String,
+    /// `MANAGER_QUEUE_BYTES`: decoded AMI frames waiting for the dispatcher, in bytes.
+    pub queue_bytes: usize,
+    /// `MANAGER_LEG_MAX_AGE`: a leg with no event for this long is dropped.
+    pub leg_max_age: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +97,14 @@ pub struct CtiConfig {
     pub login_timeout: Duration,
     /// Contexts agents may originate into; empty = any (as the original).
     pub originate_contexts: Vec<String>,
+    /// `CTI_CLIENT_QUEUE_BYTES`: bytes queued for one client beyond which it is cut.
+    pub client_queue_bytes: usize,
+    /// `CTI_CLIENT_WRITE_TIMEOUT`: a write that makes no progress this long cuts the client.
+    pub client_write_timeout: Duration,
+    /// `CTI_MAX_PENDING`: connections that have not logged in yet.
+    pub max_pending: usize,
+    /// `CTI_MAX_PENDING_PER_IP`: the same, per source address.
+    pub max_pending_per_ip: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,9 +132,13 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "MYSQL_TIMEOUT",
             "MYSQL_RETRY_TIMES",
             "MYSQL_RETRY_WAIT",
+            "MYSQL_POOL_SIZE",
         ],
     ),
-    ("logging", &["ACTIVE", "DIRECTORY", "LOG_LEVEL"]),
+    (
+        "logging",
+        &["ACTIVE", "DIRECTORY", "LOG_LEVEL", "STATS_INTERVAL"],
+    ),
     (
         "manager",
         &[
@@ -127,6 +147,8 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "MANAGER_PORT",
             "MANAGER_USER",
             "MANAGER_PASS",
+            "MANAGER_QUEUE_BYTES",
+            "MANAGER_LEG_MAX_AGE",
         ],
     ),
     (
@@ -139,6 +161,10 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "CTI_MAX_CLIENTS",
             "CTI_LOGIN_TIMEOUT",
             "CTI_ORIGINATE_CONTEXTS",
+            "CTI_CLIENT_QUEUE_BYTES",
+            "CTI_CLIENT_WRITE_TIMEOUT",
+            "CTI_MAX_PENDING",
+            "CTI_MAX_PENDING_PER_IP",
         ],
     ),
 ];
@@ -204,16 +230,20 @@ impl Config {
             format!("MYSQL_TIMEOUT = {}", d.timeout.as_secs()),
             format!("MYSQL_RETRY_TIMES = {}", d.retry_times),
             format!("MYSQL_RETRY_WAIT = {}", d.retry_wait.as_secs()),
+            format!("MYSQL_POOL_SIZE = {}", d.pool_size),
             "[logging]".into(),
             format!("ACTIVE = {} (ignored, as in the original)", l.active),
             format!("DIRECTORY = {}", l.directory.display()),
             format!("LOG_LEVEL = {}", l.level),
+            format!("STATS_INTERVAL = {}", l.stats_interval.as_secs()),
             "[manager]".into(),
             format!("SOCKET_TIMEOUT = {}", m.socket_timeout.as_secs()),
             format!("MANAGER_HOST = {}", m.host),
             format!("MANAGER_PORT = {}", m.port),
             format!("MANAGER_USER = {}", m.user),
             format!("MANAGER_PASS = {}", mask(&m.pass)),
+            format!("MANAGER_QUEUE_BYTES = {}", m.queue_bytes),
+            format!("MANAGER_LEG_MAX_AGE = {}", m.leg_max_age.as_secs()),
             "[ctiserver]".into(),
             format!("CTI_CLIENT_TIMEOUT = {}", c.client_timeout.as_secs()),
             format!("CTI_CLIENT_KEEPALIVE = {}", c.keepalive),
@@ -222,6 +252,13 @@ impl Config {
             format!("CTI_MAX_CLIENTS = {}", c.max_clients),
             format!("CTI_LOGIN_TIMEOUT = {}", c.login_timeout.as_secs()),
             format!("CTI_ORIGINATE_CONTEXTS = {contexts}"),
+            format!("CTI_CLIENT_QUEUE_BYTES = {}", c.client_queue_bytes),
+            format!(
+                "CTI_CLIENT_WRITE_TIMEOUT = {}",
+                c.client_write_timeout.as_secs()
+            ),
+            format!("CTI_MAX_PENDING = {}", c.max_pending),
+            format!("CTI_MAX_PENDING_PER_IP = {}", c.max_pending_per_ip),
         ];
         let mut out = lines.join("\n");
         out.push('\n');

@@ -1,35 +1,28 @@
 //! The `dispatcher` thread: the one owner of the agent registry and of every client's outbound queue.
 //!
-//! Shell around [`Registry`]: it answers the client threads' login questions, routes notifications to
-//! the agent registered under an `EXT` with `try_send` on that client's bounded queue (a full queue
-//! means the client is too slow: it is disconnected, counted and logged — nobody ever waits for it),
-//! hands originate requests to the AMI link, and at shutdown closes every client socket.
+//! Shell around [`Registry`] and [`Router`]: it answers the client threads' login questions, routes
+//! notifications to the agent registered under an `EXT` by pushing onto that client's byte-bounded
+//! [`OutQueue`] (a push never waits; one that would pass `CTI_CLIENT_QUEUE_BYTES` means the client has
+//! stopped reading: it is cut, counted and logged — nobody ever waits for it), hands originate
+//! requests to the AMI link, logs the statistics line every `STATS_INTERVAL`, expires legs older than
+//! `MANAGER_LEG_MAX_AGE`, and at shutdown closes every client socket.
+//! AMI input comes on one ordered channel ([`AmiInput`]): `Up`, batches of frames, `Lost`, `Down`.
 //! It never touches the database and never blocks on a client.
 
+use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender, TrySendError};
+use crossbeam_channel::{select, tick, Receiver, Sender};
 
-use crate::ami::link::{AmiCommand, AmiFrame, AmiStatus};
+use crate::admission::Slots;
+use crate::ami::link::{AmiCommand, AmiInput, Backlog};
+use crate::cti::outq::{Chunk, OutQueue, PushError};
 use crate::cti::proto::OrigRequest;
 use crate::registry::{ClientId, Registry};
 use crate::route::Router;
-
-/// Bytes queued for one client's writer thread.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
-    Reply(&'static [u8]),
-    Event(Vec<u8>),
-}
-
-impl Outbound {
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            Outbound::Reply(b) => b,
-            Outbound::Event(b) => b,
-        }
-    }
-}
+use crate::stats::{self, Counters, CutReason, Gauges};
 
 /// What client threads tell the dispatcher.
 #[derive(Debug)]
@@ -37,8 +30,8 @@ pub enum ClientEvent {
     Connected {
         id: ClientId,
         peer: SocketAddr,
-        tx: Sender<Outbound>,
-        sock: TcpStream,
+        queue: OutQueue,
+        sock: Arc<TcpStream>,
     },
     QueryUser {
         username: String,
@@ -62,48 +55,70 @@ pub enum ClientEvent {
 
 struct Client {
     peer: SocketAddr,
-    tx: Sender<Outbound>,
-    sock: TcpStream,
+    queue: OutQueue,
+    sock: Arc<TcpStream>,
 }
 
-/// Counters, logged at shutdown.
+/// Counters of the dispatcher's own, logged at shutdown.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub delivered: u64,
     pub slow_clients_dropped: u64,
     pub originates_dropped: u64,
     pub ami_frames: u64,
-    /// Frames of an AMI session already reported down.
-    pub stale_frames: u64,
+}
+
+/// The dispatcher's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// `MANAGER_LEG_MAX_AGE` in seconds.
+    pub leg_max_age: u64,
+    /// `STATS_INTERVAL`; zero = no statistics line.
+    pub stats_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            leg_max_age: 86_400,
+            stats_interval: Duration::ZERO,
+        }
+    }
 }
 
 pub struct Dispatcher {
     registry: Registry,
-    clients: std::collections::HashMap<ClientId, Client>,
+    clients: HashMap<ClientId, Client>,
     stats: Stats,
+    counters: Arc<Counters>,
     /// Where ORIG requests go (the AMI link).
     ami_commands: Sender<AmiCommand>,
-    /// The AMI session that is up, if any.
-    ami_session: Option<u64>,
+    ami_up: bool,
     router: Router,
 }
 
 impl Dispatcher {
-    pub fn new(ami_commands: Sender<AmiCommand>) -> Self {
+    pub fn new(ami_commands: Sender<AmiCommand>, counters: Arc<Counters>) -> Self {
         Dispatcher {
             registry: Registry::default(),
-            clients: Default::default(),
+            clients: HashMap::new(),
             stats: Stats::default(),
+            counters,
             ami_commands,
-            ami_session: None,
+            ami_up: false,
             router: Router::default(),
         }
     }
 
     pub fn on_client(&mut self, event: ClientEvent) {
         match event {
-            ClientEvent::Connected { id, peer, tx, sock } => {
-                self.clients.insert(id, Client { peer, tx, sock });
+            ClientEvent::Connected {
+                id,
+                peer,
+                queue,
+                sock,
+            } => {
+                self.clients.insert(id, Client { peer, queue, sock });
             }
             ClientEvent::QueryUser { username, reply } => {
                 let _ = reply.send(self.registry.user_logged_in(&username));
@@ -130,7 +145,7 @@ impl Dispatcher {
                     "client-{id} ({ext}) ORIG {}@{} priority {}",
                     request.exten, request.context, request.priority
                 );
-                if self.ami_session.is_none() {
+                if !self.ami_up {
                     self.stats.originates_dropped += 1;
                     log::warn!("{what}: Asterisk is not connected, nothing sent");
                 } else if self
@@ -155,7 +170,7 @@ impl Dispatcher {
         }
     }
 
-    /// Queues `bytes` for the agent logged in on `ext`; false if none is.
+    /// Queues `bytes` for the agent logged in on `ext`; false if none is (or it was just cut).
     pub fn deliver(&mut self, ext: &str, bytes: Vec<u8>) -> bool {
         let Some(id) = self.registry.client_for(ext) else {
             return false;
@@ -163,56 +178,93 @@ impl Dispatcher {
         let Some(client) = self.clients.get(&id) else {
             return false;
         };
-        match client.tx.try_send(Outbound::Event(bytes)) {
+        match client.queue.push(Chunk::Owned(bytes)) {
             Ok(()) => {
                 self.stats.delivered += 1;
+                stats::add(&self.counters.notifications, 1);
                 true
             }
-            Err(TrySendError::Full(_)) => {
+            Err(PushError::Full { queued, limit }) => {
                 self.stats.slow_clients_dropped += 1;
+                self.counters.cut(CutReason::QueueFull);
                 log::warn!(
-                    "client-{id} on {ext} is not reading its notifications (queue full): disconnected"
+                    "client-{id} on {ext} cut: it is not reading its notifications \
+                     ({queued} bytes queued, CTI_CLIENT_QUEUE_BYTES {limit})"
                 );
                 let _ = client.sock.shutdown(Shutdown::Both);
                 self.clients.remove(&id);
                 self.registry.remove(id);
                 false
             }
-            Err(TrySendError::Disconnected(_)) => false,
+            Err(PushError::Closed) => false,
         }
     }
 
-    pub fn on_ami_status(&mut self, status: AmiStatus) {
-        match status {
-            AmiStatus::Up {
-                session, dialect, ..
-            } => {
-                self.ami_session = Some(session);
+    fn deliver_all(&mut self, notes: Vec<(String, String)>) {
+        for (agent, wire) in notes {
+            self.deliver(&agent, wire.into_bytes());
+        }
+    }
+
+    /// One input from the AMI link, in order.
+    pub fn on_ami(&mut self, input: AmiInput, backlog: &Backlog) {
+        match input {
+            AmiInput::Up { dialect, .. } => {
+                self.ami_up = true;
                 self.router.session(dialect);
             }
-            AmiStatus::Dialect { dialect, .. } => self.router.set_dialect(dialect),
-            AmiStatus::Down { session } => {
-                if self.ami_session == Some(session) {
-                    self.ami_session = None;
-                    self.router.down();
+            AmiInput::Dialect(dialect) => self.router.set_dialect(dialect),
+            AmiInput::Frames { frames, cost } => {
+                self.stats.ami_frames += frames.len() as u64;
+                for frame in &frames {
+                    let notes = self.router.frame(frame);
+                    self.deliver_all(notes);
                 }
-                log::warn!(
-                    "Asterisk connection lost (AMI session {session}); calls in progress forgotten"
+                drop(frames);
+                backlog.done(cost);
+            }
+            AmiInput::Lost { frames } => {
+                stats::add(&self.counters.ami_resyncs, 1);
+                log::error!(
+                    "{frames} AMI frames were lost (MANAGER_QUEUE_BYTES); resynchronising the \
+                     calls from Asterisk's channel list"
                 );
+                self.router.begin_resync();
+            }
+            AmiInput::Down => {
+                self.ami_up = false;
+                self.router.down();
+                log::warn!("Asterisk connection lost; calls in progress forgotten");
             }
         }
     }
 
-    pub fn on_ami_frame(&mut self, frame: AmiFrame) {
-        if self.ami_session != Some(frame.session) {
-            self.stats.stale_frames += 1;
-            return;
+    /// The clock (seconds since the dispatcher started) for the legs' ages.
+    pub fn set_now(&mut self, secs: u64) {
+        self.router.set_now(secs);
+    }
+
+    /// Hangs up legs older than `max_age` seconds.
+    pub fn expire(&mut self, max_age: u64) {
+        let (notes, n) = self.router.expire(max_age);
+        if n > 0 {
+            stats::add(&self.counters.legs_expired, n as u64);
+            log::warn!(
+                "{n} call legs had no event for {max_age} s (MANAGER_LEG_MAX_AGE): dropped \
+                 (their Hangup was lost)"
+            );
         }
-        self.stats.ami_frames += 1;
-        for (agent, wire) in self.router.frame(&frame.frame) {
-            if self.deliver(&agent, wire.into_bytes()) {
-                log::debug!("notification sent to {agent}");
-            }
+        self.deliver_all(notes);
+    }
+
+    pub fn gauges(&self, slots: Option<&Slots>) -> Gauges {
+        let (clients, pending) = slots.map(Slots::counts).unwrap_or((self.clients.len(), 0));
+        Gauges {
+            clients,
+            pending,
+            agents: self.registry.len(),
+            calls: self.router.tracker().calls(),
+            legs: self.router.tracker().legs(),
         }
     }
 
@@ -231,40 +283,56 @@ impl Dispatcher {
 /// The dispatcher's inputs and its one output to the AMI link.
 pub struct DispatcherChannels {
     pub clients: Receiver<ClientEvent>,
-    pub ami_frames: Receiver<AmiFrame>,
-    pub ami_status: Receiver<AmiStatus>,
+    pub ami: Receiver<AmiInput>,
+    pub backlog: Backlog,
     pub ami_commands: Sender<AmiCommand>,
+    pub counters: Arc<Counters>,
+    pub slots: Arc<Slots>,
     /// Disconnected (its sender dropped) = stop.
     pub shutdown: Receiver<()>,
 }
 
+/// Legs are checked for their age this often.
+const EXPIRE_EVERY: u64 = 60;
+
 /// The thread body: runs until `shutdown` is disconnected.
-pub fn run(ch: DispatcherChannels) {
-    let mut d = Dispatcher::new(ch.ami_commands);
+pub fn run(ch: DispatcherChannels, settings: Settings) {
+    let mut d = Dispatcher::new(ch.ami_commands, ch.counters.clone());
+    let started = Instant::now();
+    let ticker = tick(Duration::from_secs(1));
+    let mut last_stats = started;
+    let mut last_expire = 0;
     loop {
         select! {
-            recv(ch.ami_status) -> st => if let Ok(st) = st { d.on_ami_status(st) },
-            recv(ch.ami_frames) -> f => if let Ok(f) = f {
-                // The link sends a session's Up before its first frame: take every status that is
-                // already waiting, so a frame is never judged against an older session.
-                while let Ok(st) = ch.ami_status.try_recv() {
-                    d.on_ami_status(st);
-                }
-                d.on_ami_frame(f)
-            },
+            recv(ch.ami) -> input => if let Ok(input) = input { d.on_ami(input, &ch.backlog) },
             recv(ch.clients) -> ev => match ev {
                 Ok(ev) => d.on_client(ev),
                 Err(_) => break,
+            },
+            recv(ticker) -> _ => {
+                let now = started.elapsed().as_secs();
+                d.set_now(now);
+                if now >= last_expire + EXPIRE_EVERY {
+                    last_expire = now;
+                    d.expire(settings.leg_max_age);
+                }
+                if !settings.stats_interval.is_zero()
+                    && last_stats.elapsed() >= settings.stats_interval
+                {
+                    last_stats = Instant::now();
+                    log::info!("{}", ch.counters.line(d.gauges(Some(&ch.slots))));
+                }
             },
             recv(ch.shutdown) -> _ => break,
         }
     }
     d.close_all();
     let s = d.stats();
+    log::info!("{}", ch.counters.line(d.gauges(Some(&ch.slots))));
     log::info!(
-        "dispatcher stopped: {} AMI frames ({} of closed sessions), {} notifications delivered, {} slow clients dropped, {} originates dropped",
+        "dispatcher stopped: {} AMI frames, {} notifications delivered, {} slow clients cut, \
+         {} originates dropped",
         s.ami_frames,
-        s.stale_frames,
         s.delivered,
         s.slow_clients_dropped,
         s.originates_dropped
@@ -274,6 +342,7 @@ pub fn run(ch: DispatcherChannels) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cti::outq::{out_queue, OutReceiver};
     use crossbeam_channel::{bounded, unbounded};
     use std::net::TcpListener;
 
@@ -285,19 +354,27 @@ mod tests {
         (s, c)
     }
 
+    fn dispatcher() -> (Dispatcher, Receiver<AmiCommand>) {
+        let (cmd_tx, cmd_rx) = unbounded();
+        (
+            Dispatcher::new(cmd_tx, Arc::new(Counters::default())),
+            cmd_rx,
+        )
+    }
+
     fn login(
         d: &mut Dispatcher,
         id: ClientId,
         ext: &str,
-        cap: usize,
-    ) -> (Receiver<Outbound>, TcpStream) {
-        let (tx, rx) = bounded(cap);
+        bytes: usize,
+    ) -> (OutReceiver, TcpStream) {
+        let (queue, rx) = out_queue(bytes);
         let (sock, client) = pair();
         d.on_client(ClientEvent::Connected {
             id,
             peer: sock.peer_addr().unwrap(),
-            tx,
-            sock,
+            queue,
+            sock: Arc::new(sock),
         });
         let (reply, ok) = bounded(1);
         d.on_client(ClientEvent::Register {
@@ -311,21 +388,28 @@ mod tests {
     }
 
     #[test]
-    fn a_client_whose_queue_is_full_is_dropped_and_nobody_waits() {
-        let (cmd_tx, _cmd_rx) = unbounded();
-        let mut d = Dispatcher::new(cmd_tx);
-        let (_slow_rx, mut slow_client) = login(&mut d, 1, "SIP/201", 4);
-        let (fast_rx, _fast_client) = login(&mut d, 2, "SIP/202", 4);
-        for i in 0..4 {
-            assert!(d.deliver("SIP/201", vec![b'a' + i]));
-        }
-        // The 5th does not fit: the slow client is disconnected at once, not waited for.
+    fn a_client_past_its_byte_bound_is_cut_and_nobody_waits() {
+        let (mut d, _cmd) = dispatcher();
+        let (_slow_rx, mut slow_client) = login(&mut d, 1, "SIP/201", 10);
+        let (mut fast_rx, _fast_client) = login(&mut d, 2, "SIP/202", 10);
+        assert!(d.deliver("SIP/201", b"12345".to_vec()));
+        assert!(
+            d.deliver("SIP/201", b"67890".to_vec()),
+            "exactly at the bound"
+        );
+        // One byte more does not fit: the client is cut at once, not waited for.
         assert!(!d.deliver("SIP/201", b"x".to_vec()));
         assert_eq!(d.stats().slow_clients_dropped, 1);
+        assert_eq!(
+            d.counters
+                .cut_queue_full
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         assert!(!d.deliver("SIP/201", b"y".to_vec()), "no longer registered");
         use std::io::Read;
         slow_client
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let mut b = [0u8; 8];
         assert_eq!(
@@ -333,43 +417,51 @@ mod tests {
             0,
             "its socket was shut down"
         );
-        // The other agent is served as before.
+        // The other agent is served as before, everything in one batch.
         assert!(d.deliver("SIP/202", b"z".to_vec()));
-        assert_eq!(fast_rx.try_recv().unwrap(), Outbound::Event(b"z".to_vec()));
-        assert_eq!(d.stats().delivered, 5);
+        assert!(d.deliver("SIP/202", b"w".to_vec()));
+        let mut batch = Vec::new();
+        assert!(fast_rx.next_batch(&mut batch));
+        assert_eq!(batch, b"zw");
+        assert_eq!(d.stats().delivered, 4);
+    }
+
+    fn frames(texts: &[&str]) -> AmiInput {
+        let mut dec = crate::ami::frame::Decoder::default();
+        let mut frames = Vec::new();
+        for text in texts {
+            dec.push(text.as_bytes());
+            match dec.next_item() {
+                Some(crate::ami::frame::Item::Frame(f)) => frames.push(f),
+                other => panic!("{other:?}"),
+            }
+        }
+        let cost = frames.iter().map(crate::ami::frame::Frame::cost).sum();
+        AmiInput::Frames { frames, cost }
     }
 
     #[test]
-    fn ami_down_forgets_calls_and_stale_frames_are_ignored() {
+    fn ami_down_forgets_calls_and_originates_wait_for_up() {
         use crate::ami::dialect::Dialect;
-        let (cmd_tx, cmd_rx) = unbounded();
-        let mut d = Dispatcher::new(cmd_tx);
-        let frame = |text: &str| {
-            let mut dec = crate::ami::frame::Decoder::default();
-            dec.push(text.as_bytes());
-            match dec.next_item() {
-                Some(crate::ami::frame::Item::Frame(f)) => f,
-                other => panic!("{other:?}"),
-            }
+        let (mut d, cmd_rx) = dispatcher();
+        let backlog = Backlog::default();
+        d.on_ami(
+            AmiInput::Up {
+                dialect: Dialect::V1_4,
+                version: "1.0".into(),
+            },
+            &backlog,
+        );
+        let input = frames(&["Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: U\r\n\r\n"]);
+        let AmiInput::Frames { cost, .. } = &input else {
+            unreachable!()
         };
-        d.on_ami_status(AmiStatus::Up {
-            session: 1,
-            dialect: Dialect::V1_4,
-            version: "1.0".into(),
-        });
-        d.on_ami_frame(AmiFrame {
-            session: 1,
-            frame: frame("Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: U\r\n\r\n"),
-        });
+        backlog.add(*cost);
+        d.on_ami(input, &backlog);
+        assert_eq!(backlog.get(), 0, "the batch's cost is given back");
         assert_eq!(d.router.tracker().legs(), 1);
-        d.on_ami_status(AmiStatus::Down { session: 1 });
+        d.on_ami(AmiInput::Down, &backlog);
         assert_eq!(d.router.tracker().legs(), 0, "Down clears every call");
-        d.on_ami_frame(AmiFrame {
-            session: 1,
-            frame: frame("Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: V\r\n\r\n"),
-        });
-        assert_eq!(d.stats().stale_frames, 1);
-        assert_eq!(d.router.tracker().legs(), 0);
         // While down, ORIG requests go nowhere.
         d.on_client(ClientEvent::Originate {
             id: 1,
@@ -382,5 +474,86 @@ mod tests {
         });
         assert!(cmd_rx.try_recv().is_err());
         assert_eq!(d.stats().originates_dropped, 1);
+    }
+
+    #[test]
+    fn lost_frames_resync_hangs_up_what_the_list_does_not_name() {
+        use crate::ami::dialect::Dialect;
+        let (mut d, _cmd) = dispatcher();
+        let backlog = Backlog::default();
+        let (mut rx, _c) = login(&mut d, 1, "SIP/201", 1 << 20);
+        d.on_ami(
+            AmiInput::Up {
+                dialect: Dialect::V12Plus,
+                version: "5.0".into(),
+            },
+            &backlog,
+        );
+        d.on_ami(
+            frames(&[
+                "Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: A\r\n\r\n",
+                "Event: Newchannel\r\nChannel: SIP/202-2\r\nUniqueid: B\r\n\r\n",
+            ]),
+            &backlog,
+        );
+        assert_eq!(d.router.tracker().legs(), 2);
+        // Frames were lost (A's Hangup among them); the list names only B.
+        d.on_ami(AmiInput::Lost { frames: 7 }, &backlog);
+        d.on_ami(
+            frames(&[
+                "Event: CoreShowChannel\r\nChannel: SIP/202-2\r\nUniqueid: B\r\n\r\n",
+                "Event: Newchannel\r\nChannel: SIP/203-3\r\nUniqueid: C\r\n\r\n",
+                "Event: CoreShowChannelsComplete\r\nListItems: 1\r\n\r\n",
+            ]),
+            &backlog,
+        );
+        assert_eq!(d.router.tracker().legs(), 2, "B listed, C new, A gone");
+        let mut batch = Vec::new();
+        assert!(rx.next_batch(&mut batch));
+        let text = String::from_utf8(batch).unwrap();
+        assert!(text.contains("Hangup"), "the agent on A is told: {text}");
+        assert!(text.contains("SIP/201-1"), "{text}");
+        assert_eq!(
+            d.counters
+                .ami_resyncs
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn legs_older_than_the_max_age_are_hung_up_and_counted() {
+        use crate::ami::dialect::Dialect;
+        let (mut d, _cmd) = dispatcher();
+        let backlog = Backlog::default();
+        d.on_ami(
+            AmiInput::Up {
+                dialect: Dialect::V12Plus,
+                version: "5.0".into(),
+            },
+            &backlog,
+        );
+        d.set_now(100);
+        d.on_ami(
+            frames(&["Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: A\r\n\r\n"]),
+            &backlog,
+        );
+        d.set_now(150);
+        d.on_ami(
+            frames(&["Event: Newchannel\r\nChannel: SIP/202-2\r\nUniqueid: B\r\n\r\n"]),
+            &backlog,
+        );
+        d.set_now(160);
+        d.expire(60);
+        assert_eq!(d.router.tracker().legs(), 2, "at the bound: kept");
+        d.set_now(161);
+        d.expire(60);
+        assert_eq!(d.router.tracker().legs(), 1, "one second over: A expired");
+        assert_eq!(
+            d.counters
+                .legs_expired
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

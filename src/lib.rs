@@ -5,6 +5,7 @@
 //! `store`, `logging`.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod ami;
 pub mod app;
 pub mod calls;
@@ -12,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod cti;
 pub mod dispatcher;
+pub mod fdlimit;
 pub mod listener;
 pub mod logging;
 pub mod offline;
@@ -19,4 +21,5 @@ pub mod registry;
 pub mod replay;
 pub mod route;
 pub mod server;
+pub mod stats;
 pub mod store;

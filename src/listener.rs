@@ -1,26 +1,33 @@
-//! The `listener` thread: blocking accept loop, client limit, one `client-N` thread per connection.
+//! The `listener` thread: blocking accept loop, admission (see `admission`), one `client-N` thread
+//! per connection.
 //!
-//! Shell. At the limit (`CTI_MAX_CLIENTS`) a new connection is closed at once, without the welcome,
-//! and logged. Stopping: the server sets the stop flag and connects to the listening address to wake
-//! `accept`; the loop then joins every client thread it started (the dispatcher has closed their
-//! sockets by then).
+//! Shell. Each accepted socket is admitted or refused by [`Slots`]: admitting may close older pending
+//! connections (counted; logged at most once per [`Throttle`] window with the number since), a
+//! refusal closes the new one at once, without the welcome line. Stopping: the server sets the stop
+//! flag and connects to the listening address to wake `accept`; the loop then joins every client
+//! thread it started (the dispatcher has closed their sockets by then).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cti::worker::{self, WorkerContext};
+use crate::logging::Throttle;
 use crate::registry::ClientId;
+use crate::stats::{self, CutReason};
 
-/// Stack of a client reader thread (the MySQL client runs on it).
-const CLIENT_STACK: usize = 512 * 1024;
+/// Stack of a client reader thread: line framing, the session and logging; the database work runs
+/// on the `db-N` threads.
+pub const CLIENT_STACK: usize = 128 * 1024;
 
-pub fn run(listener: TcpListener, ctx: WorkerContext, max_clients: usize, stop: Arc<AtomicBool>) {
+pub fn run(listener: TcpListener, ctx: WorkerContext, stop: Arc<AtomicBool>) {
     let mut clients: Vec<JoinHandle<()>> = Vec::new();
     let mut next_id: ClientId = 0;
-    let mut refused: u64 = 0;
+    let mut refusals = Throttle::new(Duration::from_secs(10));
+    let mut evictions = Throttle::new(Duration::from_secs(10));
+    let mut accept_errors = Throttle::new(Duration::from_secs(10));
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -29,7 +36,9 @@ pub fn run(listener: TcpListener, ctx: WorkerContext, max_clients: usize, stop: 
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: do not spin.
-                log::warn!("accept failed: {e}");
+                if let Some(more) = accept_errors.hit(Instant::now()) {
+                    log::warn!("accept failed: {e}{}", Throttle::since(more));
+                }
                 thread::sleep(Duration::from_millis(50));
                 continue;
             }
@@ -37,29 +46,55 @@ pub fn run(listener: TcpListener, ctx: WorkerContext, max_clients: usize, stop: 
         let peer = sock
             .peer_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-        clients.retain(|h| !h.is_finished());
-        if clients.len() >= max_clients {
-            refused += 1;
-            log::warn!("client limit ({max_clients}) reached: connection from {peer} closed");
-            drop(sock);
-            continue;
+        if clients.len() > 64 {
+            clients.retain(|h| !h.is_finished());
         }
         next_id += 1;
         let id = next_id;
-        let ctx = ctx.clone();
+        let sock = Arc::new(sock);
+        stats::add(&ctx.counters.connections, 1);
+        match ctx.slots.admit(id, peer.ip(), sock.clone()) {
+            None => {
+                ctx.counters.cut(CutReason::Refused);
+                if let Some(more) = refusals.hit(Instant::now()) {
+                    log::warn!(
+                        "client limit ({}) reached: connection from {peer} closed{}",
+                        ctx.max_clients,
+                        Throttle::since(more)
+                    );
+                }
+                continue;
+            }
+            Some(0) => {}
+            Some(n) => {
+                stats::add(&ctx.counters.pending_evicted, n as u64);
+                if let Some(more) = evictions.hit(Instant::now()) {
+                    log::warn!(
+                        "too many connections that have not logged in (CTI_MAX_PENDING, \
+                         CTI_MAX_PENDING_PER_IP): the oldest closed to admit {peer}{}",
+                        Throttle::since(more)
+                    );
+                }
+            }
+        }
+        let ctx2 = ctx.clone();
         match thread::Builder::new()
             .name(format!("client-{id}"))
             .stack_size(CLIENT_STACK)
-            .spawn(move || worker::serve(id, sock, peer, ctx))
+            .spawn(move || worker::serve(id, sock, peer, ctx2))
         {
             Ok(h) => clients.push(h),
-            Err(e) => log::error!("cannot start a thread for {peer}: {e}"),
+            Err(e) => {
+                ctx.slots.release(id);
+                log::error!("cannot start a thread for {peer}: {e}");
+            }
         }
     }
     drop(listener);
     clients.retain(|h| !h.is_finished());
     log::info!(
-        "listener stopped ({refused} connections refused at the limit); waiting for {} clients",
+        "listener stopped ({} connections refused at the limit); waiting for {} clients",
+        ctx.counters.refused.load(Ordering::Relaxed),
         clients.len()
     );
     for h in clients {

@@ -83,6 +83,48 @@ pub fn file_name(now: OffsetDateTime) -> String {
     )
 }
 
+/// At most one log line per `window` for a repeated event; the next line says how many were not
+/// logged in between. Pure: the time is passed in.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    window: std::time::Duration,
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    pub fn new(window: std::time::Duration) -> Self {
+        Throttle {
+            window,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)`: log this one (n were suppressed since the last line); `None`: count it only.
+    pub fn hit(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.duration_since(t) < self.window => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+
+    /// The suffix for a logged line: `""` or `" (and N more since the last such line)"`.
+    pub fn since(suppressed: u64) -> String {
+        if suppressed == 0 {
+            String::new()
+        } else {
+            format!(" (and {suppressed} more since the last such line)")
+        }
+    }
+}
+
 struct Open {
     name: String,
     file: File,
@@ -210,6 +252,19 @@ pub fn init(dir: Option<&Path>, mask: u32, debug: bool) -> Result<(), String> {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn throttle_logs_once_per_window_and_counts_the_rest() {
+        use std::time::{Duration, Instant};
+        let mut t = Throttle::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(t.hit(t0), Some(0));
+        assert_eq!(t.hit(t0 + Duration::from_secs(1)), None);
+        assert_eq!(t.hit(t0 + Duration::from_secs(9)), None);
+        assert_eq!(t.hit(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(Throttle::since(2), " (and 2 more since the last such line)");
+        assert_eq!(Throttle::since(0), "");
+    }
 
     #[test]
     fn line_and_file_name_follow_the_original_layout() {

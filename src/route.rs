@@ -98,6 +98,29 @@ impl Router {
         &self.tracker
     }
 
+    /// Frames were lost: the channel list that follows resynchronises the calls.
+    pub fn begin_resync(&mut self) {
+        self.tracker.begin_resync();
+    }
+
+    /// The clock (seconds) stamped on the legs the next frames touch.
+    pub fn set_now(&mut self, now: u64) {
+        self.tracker.set_now(now);
+    }
+
+    /// Hangs up legs silent for more than `max_age` seconds: (notifications, legs expired).
+    pub fn expire(&mut self, max_age: u64) -> (Vec<(String, String)>, usize) {
+        let (notes, n) = self.tracker.expire(max_age);
+        (notes.into_iter().map(Self::wire).collect(), n)
+    }
+
+    fn wire(n: crate::calls::Notification) -> (String, String) {
+        (
+            agent_key(&n.channel).to_string(),
+            crate::cti::notify::to_wire(n.kind, &n.record),
+        )
+    }
+
     /// The notifications one frame causes, as (agent key, wire text).
     pub fn frame(&mut self, frame: &crate::ami::frame::Frame) -> Vec<(String, String)> {
         if let Some(d) = crate::ami::dialect::Dialect::evidence(frame) {
@@ -107,12 +130,7 @@ impl Router {
         self.tracker
             .apply(event)
             .into_iter()
-            .map(|n| {
-                (
-                    agent_key(&n.channel).to_string(),
-                    crate::cti::notify::to_wire(n.kind, &n.record),
-                )
-            })
+            .map(Self::wire)
             .collect()
     }
 }

@@ -13,13 +13,15 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-use crate::ami::link::{self, LinkChannels, LinkConfig, FRAME_QUEUE};
+use crate::admission::{Limits, Slots};
+use crate::ami::link::{self, Backlog, LinkChannels, LinkConfig};
 use crate::ami::session::SessionConfig;
 use crate::config::Config;
 use crate::cti::worker::WorkerContext;
-use crate::dispatcher::{self, DispatcherChannels};
+use crate::dispatcher::{self, DispatcherChannels, Settings};
 use crate::listener;
-use crate::store::Store;
+use crate::stats::Counters;
+use crate::store::{self, Store};
 
 /// Bound of the client-events channel into the dispatcher.
 const CLIENT_EVENTS: usize = 4096;
@@ -60,6 +62,15 @@ fn recorder(mut file: File, rx: Receiver<Vec<u8>>) {
     let _ = file.flush();
 }
 
+/// The admission limits of `config` (`CTI_MAX_CLIENTS` already fitted to the descriptor limit).
+pub fn limits(config: &Config) -> Limits {
+    Limits {
+        max_clients: config.cti.max_clients,
+        max_pending: config.cti.max_pending,
+        max_pending_per_ip: config.cti.max_pending_per_ip,
+    }
+}
+
 impl Server {
     pub fn start(
         config: &Config,
@@ -73,9 +84,12 @@ impl Server {
         let addr = sock.local_addr().map_err(|e| e.to_string())?;
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let (events_tx, events_rx) = bounded(CLIENT_EVENTS);
-        let (frames_tx, frames_rx) = bounded(FRAME_QUEUE);
-        let (status_tx, status_rx) = unbounded();
+        // Bounded in bytes by `backlog` (MANAGER_QUEUE_BYTES), never by blocking the AMI reader.
+        let (ami_tx, ami_rx) = unbounded();
+        let backlog = Backlog::default();
         let (commands_tx, commands_rx) = bounded(AMI_COMMANDS);
+        let counters = Arc::new(Counters::default());
+        let slots = Arc::new(Slots::new(limits(config)));
         let mut threads = Vec::new();
 
         let record = match opts.record {
@@ -98,8 +112,10 @@ impl Server {
             },
         );
         let link_ch = LinkChannels {
-            frames: frames_tx,
-            status: status_tx,
+            input: ami_tx,
+            backlog: backlog.clone(),
+            queue_bytes: m.queue_bytes,
+            counters: counters.clone(),
             commands: commands_rx,
             shutdown: stop_rx.clone(),
             record,
@@ -107,25 +123,43 @@ impl Server {
         threads.push(spawn("ami-link", move || link::run(link_cfg, link_ch))?);
         let disp_ch = DispatcherChannels {
             clients: events_rx,
-            ami_frames: frames_rx,
-            ami_status: status_rx,
+            ami: ami_rx,
+            backlog,
             ami_commands: commands_tx,
+            counters: counters.clone(),
+            slots: slots.clone(),
             shutdown: stop_rx,
         };
-        threads.push(spawn("dispatcher", move || dispatcher::run(disp_ch))?);
+        let settings = Settings {
+            leg_max_age: m.leg_max_age.as_secs(),
+            stats_interval: config.logging.stats_interval,
+        };
+        threads.push(spawn("dispatcher", move || {
+            dispatcher::run(disp_ch, settings)
+        })?);
 
+        // The login threads end when the last client context is dropped (after the listener);
+        // they are not joined: one may be waiting on a frozen database for MYSQL_TIMEOUT.
+        let db = &config.database;
+        let (logins, _db_threads) =
+            store::start_logins(store, db.pool_size, db.timeout, counters.clone())?;
+        let c = &config.cti;
         let ctx = WorkerContext {
-            store,
+            logins,
             events: events_tx,
-            client_timeout: config.cti.client_timeout,
-            login_timeout: config.cti.login_timeout,
-            keepalive: config.cti.keepalive,
-            originate_contexts: config.cti.originate_contexts.clone(),
+            slots,
+            counters,
+            client_timeout: c.client_timeout,
+            login_timeout: c.login_timeout,
+            keepalive: c.keepalive,
+            originate_contexts: c.originate_contexts.clone(),
+            queue_bytes: c.client_queue_bytes,
+            write_timeout: c.client_write_timeout,
+            max_clients: c.max_clients,
         };
         let stop_accepting = Arc::new(AtomicBool::new(false));
-        let max = config.cti.max_clients;
         let flag = stop_accepting.clone();
-        let listener = spawn("listener", move || listener::run(sock, ctx, max, flag))?;
+        let listener = spawn("listener", move || listener::run(sock, ctx, flag))?;
         log::info!("CTI server listening on {addr}");
         Ok(Server {
             addr,

@@ -1,11 +1,23 @@
 //! The agents' store: the original `cti` table in MySQL/MariaDB (spec §2). The only module with SQL.
 //!
-//! Shell. Called from `client-N` reader threads (each login) and from `main` at startup, never from the
-//! AMI link or the dispatcher. A connection pool (health-checked on checkout) replaces the original's
+//! Shell. Queried by the `db-N` login threads ([`Logins`]) and by `main` at startup, never by the AMI
+//! link or the dispatcher. A connection pool (health-checked on checkout) replaces the original's
 //! single shared connection and its ping thread: after the database restarts, the next login simply
 //! gets a fresh connection.
+//!
+//! Deadlines: every connection has connect, read and write timeouts of `MYSQL_TIMEOUT`; a client
+//! thread waits for its answer at most until its own deadline (the login timeout, and never longer
+//! than `MYSQL_TIMEOUT`) and then answers `101 KO`; a request whose client gave up is skipped. While
+//! the database is known to be down (the last query failed), logins fail at once, except one probe
+//! per [`PROBE_EVERY`], so recovery needs no restart and a dead database never builds a queue.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use crate::stats::{self, Counters};
 
 use mysql::prelude::Queryable;
 use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
@@ -20,8 +32,10 @@ pub trait Store: Send + Sync {
     fn authenticate(&self, username: &str, secret: &str) -> Result<Option<AgentRow>, String>;
 }
 
-/// The most connections the pool opens at once; logins beyond that wait for one.
-const POOL_MAX: usize = 8;
+/// While the database is down, one login per this interval tries it; the others fail at once.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Login requests waiting for a `db-N` thread, per thread.
+const QUEUE_PER_THREAD: usize = 4;
 
 pub struct MysqlStore {
     pool: Pool,
@@ -31,7 +45,7 @@ pub struct MysqlStore {
 impl MysqlStore {
     /// Builds the pool without connecting.
     pub fn new(config: &DatabaseConfig) -> Result<Self, String> {
-        let constraints = PoolConstraints::new(0, POOL_MAX)
+        let constraints = PoolConstraints::new(0, config.pool_size.max(1))
             .ok_or_else(|| "invalid pool constraints".to_string())?;
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(config.host.clone()))
@@ -105,5 +119,191 @@ impl Store for MysqlStore {
             username: name.unwrap_or_else(|| username.to_string()),
             ext,
         }))
+    }
+}
+
+type Answer = Result<Option<AgentRow>, String>;
+
+struct Request {
+    username: String,
+    secret: String,
+    deadline: Instant,
+    reply: Sender<Answer>,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    /// The last error, while the database is considered down.
+    down: Option<String>,
+    last_probe: Option<Instant>,
+}
+
+impl Health {
+    /// May a login try the database now? Err = fail fast, with the reason.
+    fn admit(&mut self, now: Instant) -> Result<(), String> {
+        let Some(error) = &self.down else {
+            return Ok(());
+        };
+        if self
+            .last_probe
+            .is_some_and(|t| now.duration_since(t) < PROBE_EVERY)
+        {
+            return Err(format!("the database is down ({error}); failing fast"));
+        }
+        self.last_probe = Some(now);
+        Ok(())
+    }
+}
+
+/// The client threads' handle on the `db-N` login threads; cheap to clone.
+#[derive(Clone)]
+pub struct Logins {
+    tx: Sender<Request>,
+    health: Arc<Mutex<Health>>,
+    timeout: Duration,
+}
+
+/// Starts `threads` login threads over `store`; they end when every [`Logins`] clone is dropped.
+pub fn start_logins(
+    store: Arc<dyn Store>,
+    threads: usize,
+    timeout: Duration,
+    counters: Arc<Counters>,
+) -> Result<(Logins, Vec<JoinHandle<()>>), String> {
+    let threads = threads.max(1);
+    let (tx, rx) = bounded::<Request>(threads * QUEUE_PER_THREAD);
+    let health = Arc::new(Mutex::new(Health::default()));
+    let mut handles = Vec::new();
+    for n in 1..=threads {
+        let (rx, store, health, counters) =
+            (rx.clone(), store.clone(), health.clone(), counters.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("db-{n}"))
+            .spawn(move || login_thread(rx, store.as_ref(), &health, &counters))
+            .map_err(|e| format!("cannot start thread db-{n}: {e}"))?;
+        handles.push(h);
+    }
+    Ok((
+        Logins {
+            tx,
+            health,
+            timeout,
+        },
+        handles,
+    ))
+}
+
+fn login_thread(rx: Receiver<Request>, store: &dyn Store, health: &Mutex<Health>, c: &Counters) {
+    for req in rx.iter() {
+        if Instant::now() >= req.deadline {
+            continue; // its client has already been answered
+        }
+        let answer = store.authenticate(&req.username, &req.secret);
+        {
+            let mut h = health.lock().unwrap_or_else(PoisonError::into_inner);
+            match &answer {
+                Err(e) => {
+                    stats::add(&c.db_errors, 1);
+                    if h.down.is_none() {
+                        log::error!("database error: {e}; logins fail fast until it answers again");
+                    }
+                    h.down = Some(e.clone());
+                    h.last_probe = Some(Instant::now());
+                }
+                Ok(_) => {
+                    if h.down.take().is_some() {
+                        log::info!("the database answers again");
+                    }
+                }
+            }
+        }
+        let _ = req.reply.send(answer);
+    }
+}
+
+impl Logins {
+    /// Checks the credentials, answering by `deadline` at the latest (and within `MYSQL_TIMEOUT`).
+    pub fn authenticate(&self, username: &str, secret: &str, deadline: Instant) -> Answer {
+        let now = Instant::now();
+        self.health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(now)?;
+        let deadline = deadline.min(now + self.timeout);
+        let (reply, answer) = bounded(1);
+        let req = Request {
+            username: username.to_string(),
+            secret: secret.to_string(),
+            deadline,
+            reply,
+        };
+        match self.tx.try_send(req) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err("every database connection is busy (MYSQL_POOL_SIZE)".into())
+            }
+            Err(TrySendError::Disconnected(_)) => return Err("the server is stopping".into()),
+        }
+        answer.recv_deadline(deadline).unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the database within {:.1} s (MYSQL_TIMEOUT or the login timeout)",
+                deadline.saturating_duration_since(now).as_secs_f32()
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Slow(Duration, Mutex<u32>);
+    impl Store for Slow {
+        fn authenticate(&self, username: &str, _: &str) -> Result<Option<AgentRow>, String> {
+            *self.1.lock().unwrap() += 1;
+            std::thread::sleep(self.0);
+            if username == "down" {
+                return Err("refused".into());
+            }
+            Ok(Some(AgentRow {
+                username: username.into(),
+                ext: Some("SIP/1".into()),
+            }))
+        }
+    }
+
+    #[test]
+    fn a_slow_database_answers_by_the_deadline_and_a_down_one_fails_fast() {
+        let store = Arc::new(Slow(Duration::from_millis(300), Mutex::new(0)));
+        let (logins, _threads) = start_logins(
+            store.clone(),
+            1,
+            Duration::from_secs(5),
+            Arc::new(Counters::default()),
+        )
+        .unwrap();
+        let t = Instant::now();
+        let r = logins.authenticate("a", "s", t + Duration::from_millis(100));
+        assert!(r.is_err(), "answered at the deadline: {r:?}");
+        assert!(t.elapsed() < Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(300));
+        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(2));
+        assert!(matches!(r, Ok(Some(_))), "{r:?}");
+        // The database fails once: the next login within PROBE_EVERY does not reach it.
+        assert!(logins
+            .authenticate("down", "s", Instant::now() + Duration::from_secs(2))
+            .is_err());
+        let calls = *store.1.lock().unwrap();
+        let t = Instant::now();
+        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(2));
+        assert!(r.unwrap_err().contains("failing fast"));
+        assert!(t.elapsed() < Duration::from_millis(50));
+        assert_eq!(*store.1.lock().unwrap(), calls, "no database call");
+        // After PROBE_EVERY one login probes, succeeds, and the database counts as up again.
+        std::thread::sleep(PROBE_EVERY);
+        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(2));
+        assert!(matches!(r, Ok(Some(_))), "{r:?}");
+        let r = logins.authenticate("b", "s", Instant::now() + Duration::from_secs(2));
+        assert!(matches!(r, Ok(Some(_))), "{r:?}");
     }
 }

@@ -1,5 +1,7 @@
 //! The `ami-link` thread against `ami-replay` playing real captures on 127.0.0.1.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -7,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use astcti_server::ami::dialect::Dialect;
 use astcti_server::ami::frame::{Decoder, Frame, Item};
-use astcti_server::ami::link::{self, AmiCommand, AmiFrame, AmiStatus, LinkChannels, LinkConfig};
+use astcti_server::ami::link::{self, AmiCommand, AmiInput, Backlog, LinkChannels, LinkConfig};
 use astcti_server::ami::session::SessionConfig;
 use astcti_server::cti::proto::OrigRequest;
 use astcti_server::replay::server::{ReplayConfig, ReplayServer};
@@ -35,9 +37,34 @@ fn replay_of(name: &str) -> ReplayServer {
     ))
 }
 
+/// What the link's one ordered channel said, with session numbers counted from its `Up`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AmiStatus {
+    Up {
+        session: u64,
+        dialect: Dialect,
+        version: String,
+    },
+    Dialect {
+        session: u64,
+        dialect: Dialect,
+    },
+    Down {
+        session: u64,
+    },
+}
+
+#[derive(Default)]
+struct Demux {
+    session: u64,
+    statuses: VecDeque<AmiStatus>,
+    frames: VecDeque<(u64, Frame)>,
+}
+
 struct Link {
-    status: Receiver<AmiStatus>,
-    frames: Receiver<AmiFrame>,
+    input: Receiver<AmiInput>,
+    backlog: Backlog,
+    seen: RefCell<Demux>,
     commands: Sender<AmiCommand>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -49,8 +76,8 @@ impl Link {
     }
 
     fn start_host(host: &str, port: u16, secret: &str, idle: Duration) -> Link {
-        let (frames_tx, frames) = bounded(100_000);
-        let (status_tx, status) = unbounded();
+        let (input_tx, input) = unbounded();
+        let backlog = Backlog::default();
         let (commands, commands_rx) = bounded(16);
         let (stop, stop_rx) = bounded(0);
         let mut cfg = LinkConfig::new(
@@ -65,26 +92,70 @@ impl Link {
         );
         cfg.backoff_min = Duration::from_millis(300);
         let ch = LinkChannels {
-            frames: frames_tx,
-            status: status_tx,
+            input: input_tx,
+            backlog: backlog.clone(),
+            queue_bytes: 1 << 30,
+            counters: Default::default(),
             commands: commands_rx,
             shutdown: stop_rx,
             record: None,
         };
         let thread = std::thread::spawn(move || link::run(cfg, ch));
         Link {
-            status,
-            frames,
+            input,
+            backlog,
+            seen: RefCell::default(),
             commands,
             stop: Some(stop),
             thread: Some(thread),
         }
     }
 
+    /// Takes one input from the link (false: none within `wait`).
+    fn pump(&self, wait: Duration) -> bool {
+        let Ok(input) = self.input.recv_timeout(wait) else {
+            return false;
+        };
+        let mut d = self.seen.borrow_mut();
+        let session = d.session;
+        match input {
+            AmiInput::Up { dialect, version } => {
+                d.session += 1;
+                let session = d.session;
+                d.statuses.push_back(AmiStatus::Up {
+                    session,
+                    dialect,
+                    version,
+                });
+            }
+            AmiInput::Dialect(dialect) => d
+                .statuses
+                .push_back(AmiStatus::Dialect { session, dialect }),
+            AmiInput::Down => d.statuses.push_back(AmiStatus::Down { session }),
+            AmiInput::Lost { frames } => panic!("{frames} frames lost"),
+            AmiInput::Frames { frames, cost } => {
+                self.backlog.done(cost);
+                d.frames.extend(frames.into_iter().map(|f| (session, f)));
+            }
+        }
+        true
+    }
+
+    fn try_status(&self, timeout: Duration) -> Option<AmiStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.seen.borrow_mut().statuses.pop_front() {
+                return Some(s);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.pump(left) && Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
     fn next_status(&self, timeout: Duration) -> AmiStatus {
-        self.status
-            .recv_timeout(timeout)
-            .expect("no AMI status in time")
+        self.try_status(timeout).expect("no AMI status in time")
     }
 
     /// Frames of `session` until `n` have arrived.
@@ -92,19 +163,34 @@ impl Link {
         let deadline = Instant::now() + timeout;
         let mut out = Vec::new();
         while out.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.frames.recv_timeout(left) {
+            let next = self.seen.borrow_mut().frames.pop_front();
+            match next {
                 // The list that answers the link's own CoreShowChannels is not part of the capture.
-                Ok(f)
-                    if f.frame
-                        .action_id()
+                Some((_, f))
+                    if f.action_id()
                         .is_some_and(|id| id.starts_with("astcti-channels")) => {}
-                Ok(f) if f.session == session => out.push(f.frame),
-                Ok(_) => {}
-                Err(_) => panic!("only {} of {n} frames arrived", out.len()),
+                Some((s, f)) if s == session => out.push(f),
+                Some(_) => {}
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() || !self.pump(left) && Instant::now() >= deadline {
+                        panic!("only {} of {n} frames arrived", out.len());
+                    }
+                }
             }
         }
         out
+    }
+
+    /// Frames of `session` that arrive within `wait` (after what was already taken).
+    fn more_frames_of(&self, session: u64, wait: Duration) -> usize {
+        while self.pump(wait) {}
+        self.seen
+            .borrow()
+            .frames
+            .iter()
+            .filter(|(s, _)| *s == session)
+            .count()
     }
 }
 
@@ -200,10 +286,9 @@ fn failed_login_logs_asterisks_answer_and_backs_off() {
     let r = replay_of("asterisk-20.20.1/a-inbound-100-answered.ami");
     let start = Instant::now();
     let link = Link::start(r.addr(), "wrong", IDLE);
-    assert!(
-        link.status
-            .recv_timeout(Duration::from_millis(2500))
-            .is_err(),
+    assert_eq!(
+        link.try_status(Duration::from_millis(2500)),
+        None,
         "never Up"
     );
     let failed = r.stats().logins_failed;
@@ -248,8 +333,9 @@ fn drop_in_the_middle_of_a_frame_then_exactly_one_new_session() {
     assert_eq!(&second[1..], expected.as_slice());
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(r.stats().sessions, 2, "exactly one new session");
-    assert!(
-        link.frames.try_recv().is_err(),
+    assert_eq!(
+        link.more_frames_of(1, Duration::from_millis(100)),
+        0,
         "no half frame from session 1 ever arrives"
     );
 }
@@ -260,10 +346,7 @@ fn asterisk_not_running_at_startup() {
     let addr = free.local_addr().unwrap();
     drop(free);
     let link = Link::start(addr, "ctimanager", IDLE);
-    assert!(link
-        .status
-        .recv_timeout(Duration::from_millis(1000))
-        .is_err());
+    assert_eq!(link.try_status(Duration::from_millis(1000)), None);
     let mut cfg = ReplayConfig::new(addr, vec![capture("asterisk-1.4/real-call-from-queue.ami")]);
     cfg.times = 1;
     let r = replay(cfg);
@@ -315,10 +398,9 @@ fn answered_pings_keep_the_link_up() {
         link.next_status(T),
         AmiStatus::Up { session: 1, .. }
     ));
-    assert!(
-        link.status
-            .recv_timeout(Duration::from_millis(3500))
-            .is_err(),
+    assert_eq!(
+        link.try_status(Duration::from_millis(3500)),
+        None,
         "stays up"
     );
     let pings = r.stats().actions_named("Ping").len();

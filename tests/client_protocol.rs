@@ -225,13 +225,32 @@ fn max_clients_is_enforced_at_the_bound() {
         ctiserver: vec![("CTI_MAX_CLIENTS", "3".into())],
         ..Options::default()
     });
-    let mut held: Vec<Client> = (0..3)
+    let agents: Vec<(String, String)> = (0..3)
         .map(|_| {
-            let mut c = server.connect();
-            c.expect(b"100 CTISERVER WELCOME\n");
-            c
+            let user = unique("max");
+            let secret = add_agent(&user, "pw", Some(&unique("SIP/")), None);
+            (user, secret)
         })
         .collect();
+    // Two agents log in; a third connection is pending.
+    let mut held: Vec<Client> = agents[..2]
+        .iter()
+        .map(|(u, s)| server.login(u, s))
+        .collect();
+    let mut pending = server.connect();
+    pending.expect(b"100 CTISERVER WELCOME\n");
+    // At the bound, a new connection makes the pending one (not an agent) leave.
+    let mut newer = server.connect();
+    newer.expect(b"100 CTISERVER WELCOME\n");
+    assert!(
+        pending.closed_within(Duration::from_secs(5)),
+        "the oldest pending connection is closed to admit the new one"
+    );
+    newer.send(&format!("USER {}\n", agents[2].0));
+    newer.expect(b"100 OK\n");
+    newer.send(&format!("PASS {}\n", agents[2].1));
+    newer.expect(b"102 OK\n");
+    // Three agents: every slot is an agent, so a 4th connection is refused without the welcome.
     let mut extra = server.connect();
     assert!(
         extra.closed_within(Duration::from_secs(5)),
@@ -254,7 +273,7 @@ fn max_clients_is_enforced_at_the_bound() {
         assert!(Instant::now() < deadline, "a slot never freed up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    for c in held.iter_mut() {
+    for c in held.iter_mut().chain([&mut newer]) {
         c.send("NOOP\n");
         c.expect(b"100 OK\n");
     }

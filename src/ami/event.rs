@@ -91,12 +91,39 @@ pub enum Event {
         connected: Option<Cid>,
         bridged: bool,
     },
+    /// The end of a channel list (`CoreShowChannelsComplete`, `StatusComplete`).
+    ChannelListComplete,
     Rename {
         uid: String,
         newname: String,
     },
     Hangup(Chan),
     Other,
+}
+
+impl Event {
+    /// The Uniqueids of the legs this event is about.
+    pub fn uids(&self) -> [Option<&str>; 2] {
+        match self {
+            Event::Newchannel(c)
+            | Event::Newstate { chan: c, .. }
+            | Event::Newexten { chan: c, .. }
+            | Event::VarSet { chan: c, .. }
+            | Event::BridgeEnter { chan: c, .. }
+            | Event::NewCallerid(c)
+            | Event::ChannelListed { chan: c, .. }
+            | Event::Hangup(c) => [Some(&c.uid), None],
+            Event::DialBegin { caller, dest, .. } => {
+                [Some(&dest.uid), caller.as_ref().map(|c| c.uid.as_str())]
+            }
+            Event::DialEnd { caller, dest, .. } => [Some(dest), caller.as_deref()],
+            Event::Link { uid1, uid2, .. } | Event::LocalBridge { uid1, uid2 } => {
+                [Some(uid1), Some(uid2)]
+            }
+            Event::BridgeLeave { uid, .. } | Event::Rename { uid, .. } => [Some(uid), None],
+            Event::AgentCalled { .. } | Event::ChannelListComplete | Event::Other => [None, None],
+        }
+    }
 }
 
 /// Undoes Asterisk 12+'s escaping of `\`, `'`, `"`, `?` and control characters in some values.
@@ -223,6 +250,16 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
             }
             Event::NewCallerid(chan)
         }
+        // 1.4–11 answer the `Status` action with one `Status` event per channel.
+        "Status" => Event::ChannelListed {
+            chan: v.chan("")?,
+            connected: v.cid("ConnectedLineNum", "ConnectedLineName"),
+            bridged: v
+                .get("BridgedChannel")
+                .or_else(|| v.get("Link"))
+                .is_some_and(|b| !b.trim().is_empty()),
+        },
+        "CoreShowChannelsComplete" | "StatusComplete" => Event::ChannelListComplete,
         "CoreShowChannel" => Event::ChannelListed {
             chan: v.chan("")?,
             connected: v.cid("ConnectedLineNum", "ConnectedLineName"),

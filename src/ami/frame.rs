@@ -33,6 +33,18 @@ impl Frame {
         }
     }
 
+    /// Approximate bytes of memory the frame holds: what queue bounds count.
+    pub fn cost(&self) -> usize {
+        const PER_STRING: usize = 24;
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 2 * PER_STRING)
+            .sum();
+        let body: usize = self.body.iter().map(|l| l.len() + PER_STRING).sum();
+        headers + body + 2 * PER_STRING
+    }
+
     /// The first value of `key` (ASCII case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.headers

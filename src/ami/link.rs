@@ -4,49 +4,65 @@
 //! decode, hand frames to the dispatcher, write actions, reconnect with capped exponential backoff.
 //! Exactly one session exists at a time: the thread finishes one before it opens the next.
 //!
-//! It never waits on anything but its socket: frames go to the dispatcher with `try_send` on a bounded
-//! channel ([`FRAME_QUEUE`]); when the dispatcher is that far behind, the frame is dropped, counted and
-//! logged. `Up`/`Down` go on a separate small channel so they are never lost, and every frame carries
-//! its session number so the dispatcher can ignore frames of a session it already saw go down.
-//! Commands (Originate) arrive on a channel and are written by this thread only. The socket is read
-//! with a short timeout ([`POLL`]) so commands, Ping and shutdown are handled between reads.
+//! One ordered channel carries everything to the dispatcher: `Up`, the frames of each socket read as
+//! one batch, `Lost`, `Down` ([`AmiInput`]), so the dispatcher sees a session's end exactly between
+//! its last frame and the next session's first. It never waits on anything but its socket: the
+//! channel is bounded in **bytes** (`MANAGER_QUEUE_BYTES`, counted with [`Frame::cost`]) by
+//! [`Backlog`], not by blocking. When a batch would pass the bound it is dropped and counted, and so
+//! is every batch until the dispatcher has worked the queue down to half the bound; then `Lost` is
+//! sent and the channel list is asked for, so that the dispatcher resynchronises the call state
+//! instead of carrying on with holes. Commands (Originate) arrive on a channel and are written by
+//! this thread only. The socket is read with a short timeout ([`POLL`]) so commands, Ping and
+//! shutdown are handled between reads.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::dialect::Dialect;
 use super::frame::{Decoder, Frame, Limits};
 use super::session::{Out, Session, SessionConfig};
 use crate::cti::proto::OrigRequest;
+use crate::logging::Throttle;
+use crate::stats::{self, Counters};
 
-/// Frames waiting for the dispatcher.
-pub const FRAME_QUEUE: usize = 16_384;
 /// Longest wait in `read` before commands, Ping and shutdown are looked at.
 pub const POLL: Duration = Duration::from_millis(50);
 
+/// What the link tells the dispatcher, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AmiFrame {
-    pub session: u64,
-    pub frame: Frame,
+pub enum AmiInput {
+    /// Logged in to a new session.
+    Up { dialect: Dialect, version: String },
+    /// The events show another dialect than the banner.
+    Dialect(Dialect),
+    /// Everything decoded from one socket read; `cost` is what it counts against the bound.
+    Frames { frames: Vec<Frame>, cost: usize },
+    /// `frames` frames were dropped at the bound; the channel list has been asked for.
+    Lost { frames: u64 },
+    /// The session ended.
+    Down,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AmiStatus {
-    Up {
-        session: u64,
-        dialect: Dialect,
-        version: String,
-    },
-    Dialect {
-        session: u64,
-        dialect: Dialect,
-    },
-    Down {
-        session: u64,
-    },
+/// Bytes of frames sent to the dispatcher and not yet worked off; shared by both threads.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog(Arc<AtomicUsize>);
+
+impl Backlog {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+    pub fn add(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::AcqRel);
+    }
+    /// The dispatcher is done with a batch of this cost.
+    pub fn done(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +99,11 @@ impl LinkConfig {
 }
 
 pub struct LinkChannels {
-    pub frames: Sender<AmiFrame>,
-    pub status: Sender<AmiStatus>,
+    pub input: Sender<AmiInput>,
+    pub backlog: Backlog,
+    /// `MANAGER_QUEUE_BYTES`.
+    pub queue_bytes: usize,
+    pub counters: Arc<Counters>,
     pub commands: Receiver<AmiCommand>,
     pub shutdown: Receiver<()>,
     /// `--record-ami`: every byte received goes here (written by the `ami-record` thread).
@@ -142,6 +161,9 @@ enum End {
 struct Link<'a> {
     cfg: &'a LinkConfig,
     ch: &'a LinkChannels,
+    /// Frames dropped at the bound since the last `Lost`; Some = dropping.
+    losing: Option<u64>,
+    lost_log: Throttle,
     dropped: u64,
 }
 
@@ -150,6 +172,8 @@ pub fn run(cfg: LinkConfig, ch: LinkChannels) {
     let mut link = Link {
         cfg: &cfg,
         ch: &ch,
+        losing: None,
+        lost_log: Throttle::new(Duration::from_secs(10)),
         dropped: 0,
     };
     let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
@@ -158,6 +182,9 @@ pub fn run(cfg: LinkConfig, ch: LinkChannels) {
         let end = match connect(&cfg) {
             Ok((sock, addr)) => {
                 number += 1;
+                if number > 1 {
+                    stats::add(&ch.counters.ami_reconnects, 1);
+                }
                 log::info!("connected to Asterisk at {addr} (AMI session {number})");
                 let started = Instant::now();
                 let end = link.session(sock, number);
@@ -184,7 +211,8 @@ pub fn run(cfg: LinkConfig, ch: LinkChannels) {
     }
     if link.dropped > 0 {
         log::warn!(
-            "AMI link stopped; {} frames were dropped because the dispatcher fell behind",
+            "AMI link stopped; {} frames were dropped because the dispatcher fell behind \
+             (each loss was followed by a resynchronisation)",
             link.dropped
         );
     } else {
@@ -236,20 +264,51 @@ impl Link<'_> {
                 Err(e) => break End::Lost(format!("AMI read failed: {e}")),
             }
             outs.extend(session.tick(Instant::now()));
-            if let Some(end) = self.carry_out(&mut sock, number, outs) {
+            if let Some(end) = self.carry_out(&mut sock, outs) {
+                break end;
+            }
+            if let Some(lost) = self.resync_due() {
+                self.send(AmiInput::Lost { frames: lost });
+                outs = session.list_channels();
+            } else {
+                continue;
+            }
+            if let Some(end) = self.carry_out(&mut sock, outs) {
                 break end;
             }
         };
         let _ = sock.shutdown(Shutdown::Both);
         if session.logged_in() {
-            let _ = self.ch.status.send(AmiStatus::Down { session: number });
+            self.send(AmiInput::Down);
         }
+        // Frames lost in a session that ended are made good by the next session's start.
+        self.losing = None;
         end
     }
 
-    /// Performs the session's outputs in order; `Some` ends the session.
-    fn carry_out(&mut self, sock: &mut TcpStream, number: u64, outs: Vec<Out>) -> Option<End> {
+    fn send(&self, input: AmiInput) {
+        let _ = self.ch.input.send(input);
+    }
+
+    /// While dropping: once the dispatcher has worked the queue down to half the bound, the number of
+    /// frames lost (and dropping stops).
+    fn resync_due(&mut self) -> Option<u64> {
+        let lost = self.losing?;
+        if self.ch.backlog.get() > self.ch.queue_bytes / 2 {
+            return None;
+        }
+        self.losing = None;
+        Some(lost)
+    }
+
+    /// Performs the session's outputs in order; `Some` ends the session. Frames are gathered and
+    /// handed over as one batch (before any other output, so order is kept).
+    fn carry_out(&mut self, sock: &mut TcpStream, outs: Vec<Out>) -> Option<End> {
+        let mut batch = Vec::new();
         for out in outs {
+            if !matches!(out, Out::Frame(_)) {
+                self.publish(std::mem::take(&mut batch));
+            }
             match out {
                 Out::Send(bytes) => {
                     if let Err(e) = sock.write_all(&bytes) {
@@ -258,20 +317,13 @@ impl Link<'_> {
                 }
                 Out::Up { dialect, version } => {
                     log::info!("logged in to Asterisk (AMI {version}, {dialect})");
-                    let _ = self.ch.status.send(AmiStatus::Up {
-                        session: number,
-                        dialect,
-                        version,
-                    });
+                    self.send(AmiInput::Up { dialect, version });
                 }
                 Out::Dialect(dialect) => {
                     log::info!("the events show {dialect}");
-                    let _ = self.ch.status.send(AmiStatus::Dialect {
-                        session: number,
-                        dialect,
-                    });
+                    self.send(AmiInput::Dialect(dialect));
                 }
-                Out::Frame(frame) => self.publish(number, frame),
+                Out::Frame(frame) => batch.push(frame),
                 Out::Debug(m) => log::debug!("{m}"),
                 Out::Info(m) => log::info!("{m}"),
                 Out::Warn(m) => log::warn!("{m}"),
@@ -279,23 +331,36 @@ impl Link<'_> {
                 Out::Dead(m) => return Some(End::Lost(format!("AMI session abandoned: {m}"))),
             }
         }
+        self.publish(batch);
         None
     }
 
-    fn publish(&mut self, session: u64, frame: Frame) {
-        match self.ch.frames.try_send(AmiFrame { session, frame }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.dropped += 1;
-                if self.dropped == 1 || self.dropped.is_multiple_of(1000) {
-                    log::error!(
-                        "dispatcher {FRAME_QUEUE} frames behind: AMI frame dropped ({} so far)",
-                        self.dropped
-                    );
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {}
+    /// Hands a batch to the dispatcher, or drops it at the bound (see the module's paragraph).
+    fn publish(&mut self, frames: Vec<Frame>) {
+        if frames.is_empty() {
+            return;
         }
+        let cost: usize = frames.iter().map(Frame::cost).sum();
+        let queued = self.ch.backlog.get();
+        let over = queued > 0 && queued + cost > self.ch.queue_bytes;
+        if self.losing.is_some() || over {
+            let n = frames.len() as u64;
+            self.dropped += n;
+            stats::add(&self.ch.counters.ami_frames_lost, n);
+            *self.losing.get_or_insert(0) += n;
+            if let Some(more) = self.lost_log.hit(Instant::now()) {
+                log::error!(
+                    "the dispatcher is {queued} bytes behind (MANAGER_QUEUE_BYTES {}): AMI frames \
+                     dropped ({} so far); the call state will be resynchronised{}",
+                    self.ch.queue_bytes,
+                    self.dropped,
+                    Throttle::since(more)
+                );
+            }
+            return;
+        }
+        self.ch.backlog.add(cost);
+        self.send(AmiInput::Frames { frames, cost });
     }
 }
 

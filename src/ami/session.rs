@@ -141,6 +141,24 @@ impl Session {
         }
     }
 
+    /// Asks for the channels Asterisk has: `CoreShowChannels` (1.6.2+), `Status` on 1.4, which has
+    /// no `CoreShowChannels`. Each item and the end of the list arrive as events.
+    pub fn list_channels(&mut self) -> Vec<Out> {
+        let action = if self.dialect == Dialect::V1_4 {
+            "Status"
+        } else {
+            "CoreShowChannels"
+        };
+        let id = self.action_id("channels");
+        match encode_action(action, &id, &[]) {
+            Ok(bytes) => {
+                self.pending.insert(id, Pending::ChannelList);
+                vec![Out::Send(bytes)]
+            }
+            Err(_) => vec![],
+        }
+    }
+
     fn frame(&mut self, frame: Frame) -> Vec<Out> {
         match self.phase {
             Phase::AwaitBanner => {
@@ -158,13 +176,8 @@ impl Session {
                         dialect: self.dialect,
                         version: self.version.clone(),
                     }];
-                    // Calls already up: their CoreShowChannel items seed the tracker (1.6+; 1.4 has
-                    // no such action and answers with an error, which is only logged at debug).
-                    let id = self.action_id("channels");
-                    if let Ok(bytes) = encode_action("CoreShowChannels", &id, &[]) {
-                        self.pending.insert(id, Pending::ChannelList);
-                        out.push(Out::Send(bytes));
-                    }
+                    // Calls already up: their list items seed the tracker.
+                    out.extend(self.list_channels());
                     if self.config.dumpconfig {
                         out.extend(self.dumpconfig_requests());
                     }

@@ -18,6 +18,8 @@ Usage: ami-replay [options] FILE.ami...
                      (default recorded)
   --times N          plays of the files per connection, 0 = forever (default 1)
   --rewrite-ids      give every play its own Uniqueid/Linkedid values
+  --spread DEVICE:N  channels DEVICE-HEX become DEVICExPLAYxM-HEX (M = HEX mod N): the calls of
+                     one phone reach N distinct agents per play, new ones in every play
   --drop-after BYTES close the first connection after BYTES replayed bytes
   --no-pong          never answer Ping
   --channels FILE    answer CoreShowChannels and Status with the CoreShowChannel and Status
@@ -38,6 +40,7 @@ fn parse(args: &[String]) -> Result<ReplayConfig, String> {
     let mut pace = Pace::Recorded;
     let mut times = 1;
     let mut rewrite = false;
+    let mut spread = None;
     let mut drop_after = None;
     let mut pong = true;
     let mut verbose = true;
@@ -75,6 +78,15 @@ fn parse(args: &[String]) -> Result<ReplayConfig, String> {
                     .map_err(|e| format!("--times: {e}"))?
             }
             "--rewrite-ids" => rewrite = true,
+            "--spread" => {
+                let v = value(&mut it, a)?;
+                let (device, n) = v
+                    .rsplit_once(':')
+                    .and_then(|(d, n)| Some((d.to_string(), n.parse::<u64>().ok()?)))
+                    .filter(|(d, n)| !d.is_empty() && *n > 0)
+                    .ok_or(format!("--spread: {v:?} is not DEVICE:N"))?;
+                spread = Some((device, n));
+            }
             "--drop-after" => {
                 drop_after = Some(
                     value(&mut it, a)?
@@ -116,6 +128,7 @@ fn parse(args: &[String]) -> Result<ReplayConfig, String> {
     cfg.pace = pace;
     cfg.times = times;
     cfg.rewrite_ids = rewrite;
+    cfg.spread = spread;
     cfg.drop_after = drop_after;
     cfg.answer_ping = pong;
     cfg.verbose = verbose;

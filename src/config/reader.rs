@@ -322,12 +322,14 @@ impl<'a> Reader<'a> {
             timeout: self.secs("database", "MYSQL_TIMEOUT", 30, 1)?,
             retry_times: self.int("database", "MYSQL_RETRY_TIMES", Some(0), 0, 1_000_000)? as u32,
             retry_wait: self.secs("database", "MYSQL_RETRY_WAIT", 10, 0)?,
+            pool_size: self.int("database", "MYSQL_POOL_SIZE", Some(4), 1, 64)? as usize,
         };
         let dir = self.nonempty("logging", "DIRECTORY")?;
         let logging = LoggingConfig {
             active: self.boolean("logging", "ACTIVE")?,
             directory: expand_path(&dir, app_dir),
             level: self.int("logging", "LOG_LEVEL", Some(31), 0, 255)? as u32,
+            stats_interval: self.secs("logging", "STATS_INTERVAL", 300, 0)?,
         };
         let manager = ManagerConfig {
             socket_timeout: self.secs("manager", "SOCKET_TIMEOUT", 120, 1)?,
@@ -335,6 +337,14 @@ impl<'a> Reader<'a> {
             port: self.port("manager", "MANAGER_PORT", None)?,
             user: self.nonempty("manager", "MANAGER_USER")?,
             pass: self.string("manager", "MANAGER_PASS")?,
+            queue_bytes: self.int(
+                "manager",
+                "MANAGER_QUEUE_BYTES",
+                Some(64 << 20),
+                64 << 10,
+                4 << 30,
+            )? as usize,
+            leg_max_age: self.secs("manager", "MANAGER_LEG_MAX_AGE", 86_400, 60)?,
         };
         let cti = CtiConfig {
             client_timeout: self.secs("ctiserver", "CTI_CLIENT_TIMEOUT", 60, 1)?,
@@ -344,6 +354,22 @@ impl<'a> Reader<'a> {
             max_clients: self.int("ctiserver", "CTI_MAX_CLIENTS", Some(2000), 1, 100_000)? as usize,
             login_timeout: self.secs("ctiserver", "CTI_LOGIN_TIMEOUT", 30, 1)?,
             originate_contexts: self.list("ctiserver", "CTI_ORIGINATE_CONTEXTS"),
+            client_queue_bytes: self.int(
+                "ctiserver",
+                "CTI_CLIENT_QUEUE_BYTES",
+                Some(8 << 20),
+                4096,
+                1 << 30,
+            )? as usize,
+            client_write_timeout: self.secs("ctiserver", "CTI_CLIENT_WRITE_TIMEOUT", 10, 1)?,
+            max_pending: self.int("ctiserver", "CTI_MAX_PENDING", Some(256), 1, 100_000)? as usize,
+            max_pending_per_ip: self.int(
+                "ctiserver",
+                "CTI_MAX_PENDING_PER_IP",
+                Some(64),
+                1,
+                100_000,
+            )? as usize,
         };
         Ok(Config {
             file: file.to_path_buf(),

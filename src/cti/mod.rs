@@ -1,5 +1,6 @@
 //! The client side of the server: the original AstCTIClient line protocol (spec §3).
 pub mod notify;
+pub mod outq;
 pub mod proto;
 pub mod session;
 pub mod worker;

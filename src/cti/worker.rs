@@ -1,48 +1,62 @@
-//! The `client-N` threads: one reader (this module's [`serve`]) and one writer per connection.
+//! The `client-N` threads: one reader (this module's [`serve`]) and one writer (`client-N-w`) per
+//! connection, sharing the one socket (one descriptor per client).
 //!
-//! Shell around [`LineBuffer`] and [`Session`]. The reader frames lines, runs the session (the database
-//! lookup happens here, on the client's own thread) and queues replies; the writer owns the socket's
-//! write side and sends, in order, everything queued for it — replies from the reader and notifications
-//! from the dispatcher. The queue is bounded: the reader waits for room (it only delays itself); the
-//! dispatcher never waits (see `dispatcher`). Timeouts: `CTI_CLIENT_TIMEOUT` of silence, and
-//! `CTI_LOGIN_TIMEOUT` from accept to a completed login. EOF, timeout, QUIT or a too-long line end the
-//! session; the dispatcher forgets its registration.
+//! Shell around [`LineBuffer`] and [`Session`]. The reader frames lines, runs the session and queues
+//! replies; the credentials are checked by the `db-N` login threads ([`Logins`]), never here, so this
+//! thread only waits — until its login deadline at most. The writer sends, in order and in as few
+//! `write` calls as the socket takes, everything queued for it (replies from the reader, notifications
+//! from the dispatcher) on an [`OutQueue`] bounded in bytes. A write that makes no progress for
+//! `CTI_CLIENT_WRITE_TIMEOUT` cuts the client (counted, logged).
+//!
+//! Every way a connection ends — EOF, timeout, QUIT, a too-long line, a cut, an error or a panic —
+//! goes through [`Leave`]'s `Drop`: the dispatcher forgets the registration, the writer sends what
+//! is still queued and is joined, the socket is shut down and the admission slot is freed.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Sender};
 
+use super::outq::{out_queue, Chunk, OutQueue, OutReceiver};
 use super::proto::{self, LineBuffer, OrigRequest, MAX_LINE};
 use super::session::{AgentRow, Env, Session};
-use crate::dispatcher::{ClientEvent, Outbound};
+use crate::admission::Slots;
+use crate::dispatcher::ClientEvent;
 use crate::registry::ClientId;
-use crate::store::Store;
+use crate::stats::{self, Counters, CutReason};
+use crate::store::Logins;
 
-/// Notifications and replies waiting for one client's writer.
-pub const CLIENT_QUEUE: usize = 256;
-/// A client that does not take our bytes for this long is dead.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reader waits for the dispatcher to answer a login question.
 const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Stack of a writer thread: it only copies bytes to the socket.
+pub const WRITER_STACK: usize = 64 * 1024;
+/// Longest peer-supplied text put in one log line.
+const LOG_CAP: usize = 200;
 
 /// What every client thread needs; cloned per connection.
 #[derive(Clone)]
 pub struct WorkerContext {
-    pub store: Arc<dyn Store>,
+    pub logins: Logins,
     pub events: Sender<ClientEvent>,
+    pub slots: Arc<Slots>,
+    pub counters: Arc<Counters>,
     pub client_timeout: Duration,
     pub login_timeout: Duration,
     pub keepalive: u32,
     pub originate_contexts: Vec<String>,
+    pub queue_bytes: usize,
+    pub write_timeout: Duration,
+    /// `CTI_MAX_CLIENTS` in force (for log lines).
+    pub max_clients: usize,
 }
 
 struct WorkerEnv<'a> {
     id: ClientId,
     ctx: &'a WorkerContext,
+    login_deadline: Instant,
 }
 
 impl WorkerEnv<'_> {
@@ -62,17 +76,24 @@ impl Env for WorkerEnv<'_> {
     }
 
     fn authenticate(&mut self, username: &str, secret: &str) -> Result<Option<AgentRow>, String> {
-        self.ctx.store.authenticate(username, secret)
+        self.ctx
+            .logins
+            .authenticate(username, secret, self.login_deadline)
     }
 
     fn register(&mut self, username: &str, ext: &str) -> bool {
         let (id, username, ext) = (self.id, username.to_string(), ext.to_string());
-        self.ask(|reply| ClientEvent::Register {
+        let ok = self.ask(|reply| ClientEvent::Register {
             id,
             username,
             ext,
             reply,
-        })
+        });
+        if ok {
+            self.ctx.slots.logged_in(self.id);
+            stats::add(&self.ctx.counters.logins, 1);
+        }
+        ok
     }
 
     fn originate(&mut self, ext: &str, request: OrigRequest) {
@@ -84,6 +105,9 @@ impl Env for WorkerEnv<'_> {
     }
 
     fn note(&mut self, message: &str) {
+        if message.starts_with("login of") {
+            stats::add(&self.ctx.counters.logins_failed, 1);
+        }
         log::warn!("client-{}: {message}", self.id);
     }
 
@@ -92,14 +116,27 @@ impl Env for WorkerEnv<'_> {
     }
 }
 
-fn writer(mut sock: TcpStream, rx: Receiver<Outbound>, id: ClientId) {
-    for out in rx.iter() {
-        if let Err(e) = sock.write_all(out.bytes()) {
-            log::info!("client-{id}: write failed ({e}): closing");
+/// The writer thread: batches from the queue, one `write_all` each.
+fn writer(sock: Arc<TcpStream>, mut rx: OutReceiver, id: ClientId, counters: Arc<Counters>) {
+    let mut batch = Vec::with_capacity(4096);
+    while rx.next_batch(&mut batch) {
+        if let Err(e) = (&*sock).write_all(&batch) {
+            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+                counters.cut(CutReason::WriteStalled);
+                log::warn!(
+                    "client-{id}: cut: no write progress within CTI_CLIENT_WRITE_TIMEOUT ({} bytes unsent)",
+                    batch.len()
+                );
+            } else {
+                log::info!("client-{id}: write failed ({e}): closing");
+            }
             let _ = sock.shutdown(Shutdown::Both);
-            // Drain so that senders never block on a dead client.
-            for _ in rx.iter() {}
             return;
+        }
+        rx.written(batch.len());
+        batch.clear();
+        if batch.capacity() > 64 * 1024 {
+            batch.shrink_to(4096);
         }
     }
 }
@@ -125,58 +162,92 @@ fn end_reason(e: &std::io::Error, login_deadline: bool) -> &'static str {
     }
 }
 
-/// Serves one connection until it ends; runs on the `client-N` thread.
-pub fn serve(id: ClientId, sock: TcpStream, peer: SocketAddr, ctx: WorkerContext) {
+/// Gives everything back however the connection ends (return, error or panic).
+struct Leave<'a> {
+    id: ClientId,
+    ctx: &'a WorkerContext,
+    sock: Arc<TcpStream>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .ctx
+            .events
+            .send(ClientEvent::Disconnected { id: self.id });
+        if let Some(w) = self.writer.take() {
+            // The writer sends what is still queued (a `900 BYE`, say) and ends once the dispatcher
+            // has dropped its queue handle; a client that does not read costs at most
+            // CTI_CLIENT_WRITE_TIMEOUT here, and a shut-down socket nothing.
+            let _ = w.join();
+        }
+        let _ = self.sock.shutdown(Shutdown::Both);
+        self.ctx.slots.release(self.id);
+    }
+}
+
+/// Serves one connection until it ends; runs on the `client-N` thread. The connection was admitted
+/// (its slot taken) by the listener; this function gives it back.
+pub fn serve(id: ClientId, sock: Arc<TcpStream>, peer: SocketAddr, ctx: WorkerContext) {
     let started = Instant::now();
-    let (tx, rx) = bounded::<Outbound>(CLIENT_QUEUE);
-    let (Ok(write_half), Ok(registry_half)) = (sock.try_clone(), sock.try_clone()) else {
-        log::warn!("client-{id}: cannot clone the socket: closing");
-        return;
+    let mut leave = Leave {
+        id,
+        ctx: &ctx,
+        sock: sock.clone(),
+        writer: None,
     };
-    let _ = write_half.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = sock.set_write_timeout(Some(ctx.write_timeout));
     let _ = sock.set_nodelay(true);
     set_keepalive(&sock, ctx.keepalive);
-    let writer = thread::Builder::new()
+    let (queue, rx) = out_queue(ctx.queue_bytes);
+    let (wsock, counters) = (sock.clone(), ctx.counters.clone());
+    let spawned = thread::Builder::new()
         .name(format!("client-{id}-w"))
-        .stack_size(64 * 1024)
-        .spawn(move || writer(write_half, rx, id));
-    let Ok(writer) = writer else {
-        log::warn!("client-{id}: cannot start its writer thread: closing");
+        .stack_size(WRITER_STACK)
+        .spawn(move || writer(wsock, rx, id, counters));
+    match spawned {
+        Ok(h) => leave.writer = Some(h),
+        Err(e) => {
+            log::warn!("client-{id}: cannot start its writer thread ({e}): closing");
+            return;
+        }
+    }
+    if queue.push(Chunk::Static(proto::WELCOME)).is_err() {
         return;
-    };
-    let _ = tx.send(Outbound::Reply(proto::WELCOME));
+    }
     let connected = ClientEvent::Connected {
         id,
         peer,
-        tx: tx.clone(),
-        sock: registry_half,
+        queue: queue.clone(),
+        sock: sock.clone(),
     };
     if ctx.events.send(connected).is_ok() {
         log::info!("client-{id} connected from {peer}");
-        read_loop(id, &sock, &tx, &ctx, started);
+        read_loop(id, &sock, &queue, &ctx, started);
     }
-    let _ = ctx.events.send(ClientEvent::Disconnected { id });
-    drop(tx);
-    let _ = writer.join();
-    let _ = sock.shutdown(Shutdown::Both);
+    drop(queue);
+    drop(leave);
 }
 
 fn read_loop(
     id: ClientId,
-    mut sock: &TcpStream,
-    tx: &Sender<Outbound>,
+    sock: &TcpStream,
+    queue: &OutQueue,
     ctx: &WorkerContext,
     started: Instant,
 ) {
+    let login_deadline = started + ctx.login_timeout;
     let mut session = Session::with_originate_contexts(ctx.originate_contexts.clone());
     let mut lines = LineBuffer::new(MAX_LINE);
     let mut buf = [0u8; 4096];
+    let mut reader = sock;
     loop {
         // Before login the login deadline may come first; after it only silence counts.
-        let (timeout, login_deadline) = if session.is_authenticated() {
+        let (timeout, login_wait) = if session.is_authenticated() {
             (ctx.client_timeout, false)
         } else {
-            let left = ctx.login_timeout.saturating_sub(started.elapsed());
+            let left = login_deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 log::info!("client-{id}: no login within the timeout: closing");
                 return;
@@ -184,7 +255,7 @@ fn read_loop(
             (left.min(ctx.client_timeout), left <= ctx.client_timeout)
         };
         let _ = sock.set_read_timeout(Some(timeout));
-        let n = match sock.read(&mut buf) {
+        let n = match reader.read(&mut buf) {
             Ok(0) => {
                 log::info!("client-{id}: remote client has closed the socket");
                 return;
@@ -192,11 +263,10 @@ fn read_loop(
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::info!("client-{id}: {}: closing", end_reason(&e, login_deadline));
+                log::info!("client-{id}: {}: closing", end_reason(&e, login_wait));
                 return;
             }
         };
-        log::trace!("client-{id} <- {}", redact(&buf[..n]));
         lines.push(&buf[..n]);
         loop {
             let line = match lines.next_line() {
@@ -207,9 +277,16 @@ fn read_loop(
                     return;
                 }
             };
-            let step = session.handle(&line, &mut WorkerEnv { id, ctx });
+            log::trace!("client-{id} <- {}", trace_line(&line));
+            let mut env = WorkerEnv {
+                id,
+                ctx,
+                login_deadline,
+            };
+            let step = session.handle(&line, &mut env);
             if let Some(reply) = step.reply {
-                if tx.send(Outbound::Reply(reply)).is_err() {
+                if let Err(e) = queue.push(Chunk::Static(reply)) {
+                    log::warn!("client-{id}: not reading its replies ({e:?}): closing");
                     return;
                 }
             }
@@ -220,28 +297,48 @@ fn read_loop(
     }
 }
 
-/// Raw client bytes for the socket trace, with PASS secrets hidden.
-fn redact(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .split('\n')
-        .map(|l| {
-            if l.len() >= 4 && l[..4].eq_ignore_ascii_case("PASS") {
-                "PASS ********"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\\n")
+/// One received command line for the socket trace: a `PASS` secret hidden (whatever the case or the
+/// leading blanks), control characters made visible, the length capped.
+pub fn trace_line(line: &str) -> String {
+    let word = line.trim_start().as_bytes();
+    if word.len() >= 4 && word[..4].eq_ignore_ascii_case(b"PASS") {
+        return "PASS ********".into();
+    }
+    escape_for_log(line)
+}
+
+/// `text` for a log line: control characters escaped, at most [`LOG_CAP`] characters.
+pub fn escape_for_log(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == LOG_CAP {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn redact_hides_pass() {
-        assert_eq!(
-            super::redact(b"USER a\npass 098f\nNOOP\n"),
-            "USER a\\nPASS ********\\nNOOP\\n"
-        );
+    fn trace_hides_pass_in_any_framing() {
+        assert_eq!(trace_line("pass 098f"), "PASS ********");
+        assert_eq!(trace_line("\tPASS 098f"), "PASS ********");
+        assert_eq!(trace_line("  PaSs"), "PASS ********");
+        assert_eq!(trace_line("USER a"), "USER a");
+    }
+
+    #[test]
+    fn trace_never_panics_and_escapes() {
+        // Multi-byte characters among the first four bytes once sliced a char and panicked.
+        for line in ["é", "éé", "aéb", "€x", "\u{0}\r", "PA\u{e9}S"] {
+            let _ = trace_line(line);
+        }
+        assert_eq!(trace_line("a\rb\u{0}"), "a\\rb\\0");
+        assert_eq!(trace_line(&"x".repeat(500)).chars().count(), LOG_CAP + 1);
     }
 }

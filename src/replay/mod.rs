@@ -134,6 +134,36 @@ fn is_id_key(key: &[u8]) -> bool {
 
 /// For play number `round` (0 = as recorded), adds `round * 100000` to the number after the last
 /// `.` of every Uniqueid/Linkedid-like value (`1795893656.0` → `1795893656.100000`).
+/// Spreads the calls of `device` over many agents: in round `round`, every channel name
+/// `DEVICE-HEX` becomes `DEVICExROUNDxN-HEX` with `N` = HEX mod `per_round`, so that a capture
+/// answered by one phone is answered by `per_round` distinct agents per play, and by new ones in
+/// every play (load tests with many agents). Everything else is left byte for byte.
+pub fn spread_agents(frame: &[u8], device: &str, round: u64, per_round: u64) -> Vec<u8> {
+    let pat = format!("{device}-");
+    let pat = pat.as_bytes();
+    let mut out = Vec::with_capacity(frame.len() + 64);
+    let mut i = 0;
+    while i < frame.len() {
+        if frame[i..].starts_with(pat) {
+            let hex_start = i + pat.len();
+            let hex_len = frame[hex_start..]
+                .iter()
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            let hex = std::str::from_utf8(&frame[hex_start..hex_start + hex_len]).unwrap_or("");
+            if let (true, Ok(n)) = (hex_len > 0, u64::from_str_radix(hex, 16)) {
+                let n = n % per_round.max(1);
+                out.extend_from_slice(format!("{device}x{round}x{n}-{hex}").as_bytes());
+                i = hex_start + hex_len;
+                continue;
+            }
+        }
+        out.push(frame[i]);
+        i += 1;
+    }
+    out
+}
+
 pub fn rewrite_ids(frame: &[u8], round: u64) -> Vec<u8> {
     if round == 0 {
         return frame.to_vec();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 
-use super::{answer, rewrite_ids, Capture, Credentials};
+use super::{answer, rewrite_ids, spread_agents, Capture, Credentials};
 use crate::ami::frame::{Decoder, Frame, Item};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,6 +49,9 @@ pub struct ReplayConfig {
     /// Keep a copy of every byte written in [`Stats::sent`] (tests); off for endless plays, whose
     /// copy would grow without bound.
     pub keep_sent: bool,
+    /// `(device, n)`: the calls of `device` go to `n` distinct agents per play (see
+    /// [`spread_agents`]).
+    pub spread: Option<(String, u64)>,
 }
 
 impl ReplayConfig {
@@ -72,6 +75,7 @@ impl ReplayConfig {
             channels: Vec::new(),
             held: false,
             keep_sent: false,
+            spread: None,
         }
     }
 }
@@ -429,11 +433,14 @@ fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
     else {
         return true;
     };
-    let bytes = if cfg.rewrite_ids {
+    let mut bytes = if cfg.rewrite_ids {
         rewrite_ids(&frame.bytes, s.round)
     } else {
         frame.bytes.clone()
     };
+    if let Some((device, n)) = &cfg.spread {
+        bytes = spread_agents(&bytes, device, s.round, *n);
+    }
     if let (Some(limit), 1) = (cfg.drop_after, conn.session) {
         if conn.replayed + bytes.len() > limit {
             let part = limit - conn.replayed;
@@ -450,7 +457,11 @@ fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
     if s.frame >= cfg.captures[s.capture].frames.len() {
         s.frame = 0;
         s.capture += 1;
-        s.base = due + Duration::from_millis(100);
+        // A pause between plays, except at full speed (which measures the server, not the pause).
+        s.base = match cfg.pace {
+            Pace::Fast => due,
+            _ => due + Duration::from_millis(100),
+        };
         s.last = s.base;
         if s.capture >= cfg.captures.len() {
             s.capture = 0;

@@ -175,3 +175,18 @@ fn channel_lists_come_from_a_capture() {
     let n = std::iter::from_fn(|| d.next_item()).count();
     assert_eq!(n, core + 2, "every item is a well-formed frame");
 }
+
+#[test]
+fn spread_agents_renames_one_phone_into_many() {
+    use super::spread_agents;
+    let f = b"Event: BridgeEnter\r\nChannel: SIP/201-00000013\r\nDevice: SIP/201\r\nCallerIDNum: 201\r\n\r\n";
+    let got = String::from_utf8(spread_agents(f, "SIP/201", 7, 10)).unwrap();
+    assert_eq!(
+        got,
+        "Event: BridgeEnter\r\nChannel: SIP/201x7x9-00000013\r\nDevice: SIP/201\r\nCallerIDNum: 201\r\n\r\n"
+    );
+    assert_eq!(
+        spread_agents(b"SIP/2010-1", "SIP/201", 1, 10),
+        b"SIP/2010-1"
+    );
+}

@@ -1,0 +1,131 @@
+//! Counters an operator can read: shared by every thread as plain atomics (no locks), read by the
+//! dispatcher for the statistics line every `STATS_INTERVAL` seconds and at shutdown.
+//!
+//! Shell support: nothing here decides anything; each counter is incremented where the event
+//! happens (a client cut by the dispatcher or by its writer, a database error on a login thread, an
+//! AMI frame lost on the link thread).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a client connection was cut by the server (the client did not leave by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutReason {
+    /// Its queue passed `CTI_CLIENT_QUEUE_BYTES`.
+    QueueFull,
+    /// A write made no progress for `CTI_CLIENT_WRITE_TIMEOUT`.
+    WriteStalled,
+    /// A pending (not logged in) connection closed to admit a newer one.
+    PendingEvicted,
+    /// No room at `CTI_MAX_CLIENTS` (every slot held by logged-in agents).
+    Refused,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub notifications: AtomicU64,
+    pub cut_queue_full: AtomicU64,
+    pub cut_write_stalled: AtomicU64,
+    pub pending_evicted: AtomicU64,
+    pub refused: AtomicU64,
+    pub ami_reconnects: AtomicU64,
+    pub ami_frames_lost: AtomicU64,
+    pub ami_resyncs: AtomicU64,
+    pub db_errors: AtomicU64,
+    pub logins: AtomicU64,
+    pub logins_failed: AtomicU64,
+    pub legs_expired: AtomicU64,
+}
+
+/// What the statistics line reports besides the counters: the sizes of things right now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Gauges {
+    /// Open client connections (pending or logged in).
+    pub clients: usize,
+    /// Of those, not logged in yet.
+    pub pending: usize,
+    pub agents: usize,
+    pub calls: usize,
+    pub legs: usize,
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+pub fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub fn cut(&self, reason: CutReason) {
+        add(
+            match reason {
+                CutReason::QueueFull => &self.cut_queue_full,
+                CutReason::WriteStalled => &self.cut_write_stalled,
+                CutReason::PendingEvicted => &self.pending_evicted,
+                CutReason::Refused => &self.refused,
+            },
+            1,
+        );
+    }
+
+    /// The statistics line: `stats: key=value …`, one stable key per figure.
+    pub fn line(&self, g: Gauges) -> String {
+        format!(
+            "stats: clients={} agents={} pending={} calls={} legs={} \
+             notifications={} cut_queue_full={} cut_write_stalled={} pending_evicted={} refused={} \
+             logins={} logins_failed={} db_errors={} ami_reconnects={} ami_frames_lost={} \
+             ami_resyncs={} legs_expired={} connections={}",
+            g.clients,
+            g.agents,
+            g.pending,
+            g.calls,
+            g.legs,
+            get(&self.notifications),
+            get(&self.cut_queue_full),
+            get(&self.cut_write_stalled),
+            get(&self.pending_evicted),
+            get(&self.refused),
+            get(&self.logins),
+            get(&self.logins_failed),
+            get(&self.db_errors),
+            get(&self.ami_reconnects),
+            get(&self.ami_frames_lost),
+            get(&self.ami_resyncs),
+            get(&self.legs_expired),
+            get(&self.connections),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_names_every_counter() {
+        let c = Counters::default();
+        c.cut(CutReason::QueueFull);
+        c.cut(CutReason::WriteStalled);
+        c.cut(CutReason::WriteStalled);
+        let line = c.line(Gauges {
+            clients: 3,
+            pending: 0,
+            agents: 2,
+            calls: 1,
+            legs: 4,
+        });
+        for part in [
+            "clients=3",
+            "agents=2",
+            "calls=1",
+            "legs=4",
+            "cut_queue_full=1",
+            "cut_write_stalled=2",
+            "pending=0",
+        ] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+    }
+}
