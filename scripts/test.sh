@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): a private MariaDB, a throw-away database, then cargo test.
 #   scripts/test.sh [cargo test arguments...]   (without arguments it also runs demo/run.sh --check)
-#   scripts/test.sh --bench        the benchmarks (docs/PERFORMANCE.md) instead of the tests
+#   scripts/test.sh --bench [cargo bench arguments...]   the benchmarks (docs/PERFORMANCE.md) instead
+#                                  of the tests
 #   scripts/test.sh --stop-db      stops the private MariaDB
 # Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306, or
 # the next free port).
@@ -44,7 +45,8 @@ export ASTCTI_TEST_MYSQL_ADMIN_PASS=admin-pw
 
 if [ "${1:-}" = "--bench" ]; then
   echo "== cargo bench"
-  exec cargo bench --locked
+  shift
+  exec cargo bench --locked "$@"
 fi
 
 echo "== cargo test"

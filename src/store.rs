@@ -244,11 +244,23 @@ impl Logins {
             }
             Err(TrySendError::Disconnected(_)) => return Err("the server is stopping".into()),
         }
+        let waited_full = deadline == now + self.timeout;
         answer.recv_deadline(deadline).unwrap_or_else(|_| {
-            Err(format!(
+            let why = format!(
                 "no answer from the database within {:.1} s (MYSQL_TIMEOUT or the login timeout)",
                 deadline.saturating_duration_since(now).as_secs_f32()
-            ))
+            );
+            if waited_full {
+                // A whole MYSQL_TIMEOUT without an answer: the database is down (frozen, say), even
+                // before the query itself times out; the next logins fail fast.
+                let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+                if h.down.is_none() {
+                    log::error!("{why}; logins fail fast until it answers again");
+                }
+                h.down = Some(why.clone());
+                h.last_probe = Some(Instant::now());
+            }
+            Err(why)
         })
     }
 }

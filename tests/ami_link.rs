@@ -76,6 +76,16 @@ impl Link {
     }
 
     fn start_host(host: &str, port: u16, secret: &str, idle: Duration) -> Link {
+        Self::start_bounded(host, port, secret, idle, 1 << 30)
+    }
+
+    fn start_bounded(
+        host: &str,
+        port: u16,
+        secret: &str,
+        idle: Duration,
+        queue_bytes: usize,
+    ) -> Link {
         let (input_tx, input) = unbounded();
         let backlog = Backlog::default();
         let (commands, commands_rx) = bounded(16);
@@ -94,7 +104,7 @@ impl Link {
         let ch = LinkChannels {
             input: input_tx,
             backlog: backlog.clone(),
-            queue_bytes: 1 << 30,
+            queue_bytes,
             counters: Default::default(),
             commands: commands_rx,
             shutdown: stop_rx,
@@ -454,4 +464,73 @@ fn host_names_are_resolved_and_every_address_tried() {
         link.next_status(T),
         AmiStatus::Up { session: 1, .. }
     ));
+}
+
+/// Plays the 2 MB burst at full speed into a link with a `queue_bytes` bound while the "dispatcher"
+/// (this test) reads nothing, then drains everything. Returns (frames delivered, frames reported
+/// lost, number of Lost inputs, CoreShowChannels actions Asterisk received).
+fn burst_into_a_stalled_dispatcher(queue_bytes: usize) -> (u64, u64, usize, usize) {
+    let name = "asterisk-20.20.1/f-burst-50.ami";
+    let mut cfg = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![capture(name)]);
+    cfg.pace = astcti_server::replay::server::Pace::Fast;
+    let r = replay(cfg);
+    let addr = r.addr();
+    let link = Link::start_bounded(
+        &addr.ip().to_string(),
+        addr.port(),
+        "ctimanager",
+        IDLE,
+        queue_bytes,
+    );
+    assert!(r.wait_for(T, |s| s.replays_done == 1));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        link.backlog.get() <= queue_bytes.max(64 * 1024) * 2,
+        "bounded: {}",
+        link.backlog.get()
+    );
+    let (mut frames, mut lost, mut losts) = (0u64, 0u64, 0usize);
+    while let Ok(input) = link.input.recv_timeout(Duration::from_secs(1)) {
+        match input {
+            AmiInput::Frames { frames: f, cost } => {
+                // The answers to the link's own channel lists are not part of the capture.
+                frames += f
+                    .iter()
+                    .filter(|f| {
+                        !f.action_id()
+                            .is_some_and(|id| id.starts_with("astcti-channels"))
+                    })
+                    .count() as u64;
+                link.backlog.done(cost);
+            }
+            AmiInput::Lost { frames: n } => {
+                lost += n;
+                losts += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(link.backlog.get(), 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let lists = r.stats().actions_named("CoreShowChannels").len();
+    (frames, lost, losts, lists)
+}
+
+#[test]
+fn frames_past_the_byte_bound_are_dropped_counted_and_followed_by_lost_and_a_channel_list() {
+    // The oracle: with room for everything, nothing is lost.
+    let (all, lost, losts, lists) = burst_into_a_stalled_dispatcher(1 << 30);
+    assert_eq!((lost, losts, lists), (0, 0, 1), "one list, after the login");
+    assert!(all > 5160, "{all}");
+    // With 64 KiB: every frame is either delivered or counted lost, and each Lost asked for a list.
+    let (frames, lost, losts, lists) = burst_into_a_stalled_dispatcher(65536);
+    assert!(losts >= 1 && lost > 0, "{losts} Lost, {lost} frames");
+    // (Lost frames may include the two frames that answer each channel list: its response and its
+    // CoreShowChannelsComplete, which the delivered count leaves out.)
+    assert_eq!(lists, 1 + losts);
+    let sum = frames + lost;
+    assert!(
+        (all..=all + 2 * lists as u64).contains(&sum),
+        "{frames} delivered + {lost} lost, of {all}"
+    );
 }

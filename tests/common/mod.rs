@@ -86,6 +86,12 @@ pub struct Options {
     pub db_port: Option<u16>,
     pub manager_port: Option<u16>,
     pub args: Vec<String>,
+    /// LOG_LEVEL (default 63).
+    pub log_level: Option<u32>,
+    /// STATS_INTERVAL (default: the server's).
+    pub stats_interval: Option<u32>,
+    /// MYSQL_TIMEOUT (default 5).
+    pub mysql_timeout: Option<u32>,
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -115,13 +121,16 @@ pub fn write_config(dir: &std::path::Path, opts: &Options) -> PathBuf {
         ("MYSQL_USER", d.user.clone()),
         ("MYSQL_PASS", d.pass.clone()),
         ("MYSQL_DBMS", d.db.clone()),
-        ("MYSQL_TIMEOUT", "5".to_string()),
+        ("MYSQL_TIMEOUT", opts.mysql_timeout.unwrap_or(5).to_string()),
     ];
-    let logging = [
+    let mut logging = vec![
         ("ACTIVE", "false".to_string()),
         ("DIRECTORY", format!("{}/logs/", dir.display())),
-        ("LOG_LEVEL", "63".to_string()),
+        ("LOG_LEVEL", opts.log_level.unwrap_or(63).to_string()),
     ];
+    if let Some(s) = opts.stats_interval {
+        logging.push(("STATS_INTERVAL", s.to_string()));
+    }
     let manager = [
         ("SOCKET_TIMEOUT", "120".to_string()),
         ("MANAGER_HOST", "127.0.0.1".to_string()),

@@ -1,0 +1,206 @@
+//! Database faults against a real MariaDB of this test's own (started with scripts/mariadb.sh on a
+//! free port, data in a temporary directory): frozen with SIGSTOP, stopped, restarted. Logins must
+//! be answered within MYSQL_TIMEOUT every time, fail fast while the database is known to be down,
+//! and succeed again once it is back, without restarting the server.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct PrivateDb {
+    dir: PathBuf,
+    port: u16,
+}
+
+fn sh(script: &str, dir: &Path) -> String {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(". scripts/mariadb.sh && {script}"))
+        .env("DB_DIR", dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{script}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl PrivateDb {
+    fn start() -> PrivateDb {
+        let dir = temp_dir("faultdb");
+        sh("mariadb_start \"$DB_DIR\" 34306", &dir);
+        let port = std::fs::read_to_string(dir.join("port"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let d = db();
+        let sql = format!(
+            "CREATE DATABASE {db}; CREATE USER '{u}'@'127.0.0.1' IDENTIFIED BY '{p}'; \
+             GRANT SELECT ON {db}.* TO '{u}'@'127.0.0.1';",
+            db = d.db,
+            u = d.user,
+            p = d.pass
+        );
+        sh(&format!("mariadb_root \"$DB_DIR\" -e \"{sql}\""), &dir);
+        sh(
+            &format!("mariadb_root \"$DB_DIR\" {} < sql/cti.sql", d.db),
+            &dir,
+        );
+        sh(
+            &format!(
+                "mariadb_root \"$DB_DIR\" {} -e \"INSERT INTO cti VALUES ('fault', MD5('pw'), NULL, 'SIP/301')\"",
+                d.db
+            ),
+            &dir,
+        );
+        PrivateDb { dir, port }
+    }
+
+    fn pid(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mysqld.pid"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid();
+        assert!(Command::new("kill")
+            .args([format!("-{sig}"), pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for PrivateDb {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("mysqld.pid")) {
+            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One login attempt: (logged in, how long the answer took).
+fn try_login(server: &Server) -> (bool, Duration) {
+    let mut c = server.connect();
+    c.expect(b"100 CTISERVER WELCOME\n");
+    c.send("USER fault\n");
+    c.expect(b"100 OK\n");
+    let t = Instant::now();
+    c.send(&format!("PASS {:x}\n", md5::compute(b"pw")));
+    let mut reply = [0u8; 7];
+    std::io::Read::read_exact(&mut c.sock, &mut reply).expect("an answer");
+    let took = t.elapsed();
+    let ok = &reply == b"102 OK\n";
+    assert!(
+        ok || &reply == b"101 KO\n",
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    if ok {
+        c.send("QUIT\n");
+        c.expect(b"900 BYE\n");
+        assert!(c.closed_within(Duration::from_secs(5)));
+    }
+    (ok, took)
+}
+
+/// Tries to log in every 200 ms until it works; how long that took.
+fn login_works_within(server: &Server, timeout: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if try_login(server).0 {
+            return Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+#[test]
+fn frozen_stopped_and_restarted_database_answer_within_the_bound_and_recover() {
+    const TIMEOUT: u64 = 2;
+    let db = PrivateDb::start();
+    let server = Server::start_with(Options {
+        db_port: Some(db.port),
+        mysql_timeout: Some(TIMEOUT as u32),
+        ..Options::default()
+    });
+    assert!(try_login(&server).0, "{}", server.stderr_text());
+
+    // Frozen: four logins at once are each answered 101 KO within MYSQL_TIMEOUT (not one after
+    // another), then the next fails fast.
+    db.signal("STOP");
+    let tries: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let s = ServerAddr(addr);
+                s.try_login()
+            })
+        })
+        .collect();
+    for t in tries {
+        let (ok, took) = t.join().unwrap();
+        assert!(!ok);
+        assert!(
+            took < Duration::from_millis(TIMEOUT * 1000 + 1500),
+            "answered after {took:?}"
+        );
+    }
+    let (ok, took) = try_login(&server);
+    assert!(!ok);
+    assert!(took < Duration::from_millis(500), "fails fast: {took:?}");
+    assert!(server
+        .stderr_text()
+        .contains("logins fail fast until it answers again"));
+
+    // Thawed: logins work again, no restart.
+    db.signal("CONT");
+    let back = login_works_within(&server, Duration::from_secs(10));
+    assert!(back.is_some(), "{}", server.stderr_text());
+
+    // Stopped: answered at once.
+    sh("mariadb_stop \"$DB_DIR\"", &db.dir);
+    let (ok, took) = try_login(&server);
+    assert!(!ok);
+    assert!(took < Duration::from_secs(TIMEOUT), "{took:?}");
+
+    // Restarted on the same port: logins work again.
+    sh(&format!("mariadb_start \"$DB_DIR\" {}", db.port), &db.dir);
+    assert!(
+        login_works_within(&server, Duration::from_secs(15)).is_some(),
+        "{}",
+        server.stderr_text()
+    );
+    assert!(server.stderr_text().contains("the database answers again"));
+}
+
+/// A login attempt from another thread (Server itself stays on the test thread).
+struct ServerAddr(std::net::SocketAddr);
+
+impl ServerAddr {
+    fn try_login(&self) -> (bool, Duration) {
+        let mut c = Client::connect(self.0);
+        c.expect(b"100 CTISERVER WELCOME\n");
+        c.send("USER fault\n");
+        c.expect(b"100 OK\n");
+        let t = Instant::now();
+        c.send(&format!("PASS {:x}\n", md5::compute(b"pw")));
+        let mut reply = [0u8; 7];
+        std::io::Read::read_exact(&mut c.sock, &mut reply).expect("an answer");
+        (&reply == b"102 OK\n", t.elapsed())
+    }
+}
