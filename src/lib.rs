@@ -1,8 +1,9 @@
 //! astcti-server: a drop-in replacement for the original AstCTIServer (see `docs/`).
 //!
-//! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `registry`.
+//! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `cti::outq`, `registry`, `admission`,
+//! `ami::frame`, `ami::event`, `ami::session`, `calls`, `route`, `replay` (the capture logic).
 //! Shell (threads, sockets, database): `app`, `server`, `listener`, `cti::worker`, `dispatcher`,
-//! `store`, `logging`.
+//! `ami::link`, `store`, `logging`, `fdlimit`, `stats`, `offline`.
 #![forbid(unsafe_code)]
 
 pub mod admission;

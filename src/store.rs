@@ -318,4 +318,36 @@ mod tests {
         let r = logins.authenticate("b", "s", Instant::now() + Duration::from_secs(2));
         assert!(matches!(r, Ok(Some(_))), "{r:?}");
     }
+
+    #[test]
+    fn at_most_four_logins_per_thread_wait_and_one_more_is_refused_at_once() {
+        let store = Arc::new(Slow(Duration::from_millis(400), Mutex::new(0)));
+        let (logins, _threads) = start_logins(
+            store,
+            1,
+            Duration::from_secs(5),
+            Arc::new(Counters::default()),
+        )
+        .unwrap();
+        // One in progress, QUEUE_PER_THREAD waiting: all accepted; the next is refused at once.
+        let waiting: Vec<_> = (0..=QUEUE_PER_THREAD)
+            .map(|i| {
+                let l = logins.clone();
+                let h = std::thread::spawn(move || {
+                    l.authenticate("a", "s", Instant::now() + Duration::from_secs(5))
+                });
+                // The first is taken by the login thread before the others queue up.
+                std::thread::sleep(Duration::from_millis(if i == 0 { 100 } else { 5 }));
+                h
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(5));
+        assert!(r.unwrap_err().contains("MYSQL_POOL_SIZE"));
+        assert!(t.elapsed() < Duration::from_millis(50));
+        for w in waiting {
+            assert!(matches!(w.join().unwrap(), Ok(Some(_))));
+        }
+    }
 }
