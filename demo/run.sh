@@ -13,7 +13,7 @@
 # a demo client, as the agent, which prints every notification and the URL it would open.
 # Stops everything it started, and only that.
 #
-# Environment: ASTCTI_DEMO_DB_PORT (33307, or the next free port), ASTCTI_DEMO_CTI_PORT (9000),
+# Environment: ASTCTI_DEMO_DB_PORT (23307, or the next free port; below the ephemeral port range, which the tests' many client connections leave in TIME_WAIT), ASTCTI_DEMO_CTI_PORT (9000),
 # ASTCTI_DEMO_REPLAY_PORT (15038).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ case "${1:-}" in
 esac
 
 db_dir="$root/target/demo-mariadb"
-db_port="${ASTCTI_DEMO_DB_PORT:-33307}"
+db_port="${ASTCTI_DEMO_DB_PORT:-23307}"
 cti_port="${ASTCTI_DEMO_CTI_PORT:-9000}"
 replay_port="${ASTCTI_DEMO_REPLAY_PORT:-15038}"
 demo_dir="$root/target/demo"

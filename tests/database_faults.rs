@@ -38,7 +38,7 @@ impl PrivateDb {
         let dir = temp_dir("faultdb");
         // Below the ephemeral port range (32768–60999 on Linux), where the many client connections of
         // the other tests cannot be holding it.
-        sh("mariadb_start \"$DB_DIR\" 23306", &dir);
+        sh("mariadb_start \"$DB_DIR\" 23316", &dir);
         let port = std::fs::read_to_string(dir.join("port"))
             .unwrap()
             .trim()
