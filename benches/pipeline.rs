@@ -35,7 +35,12 @@ fn time<F: FnMut() -> usize>(mut f: F) -> (Duration, usize) {
 fn captures() -> Vec<Vec<u8>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ami");
     let mut files = Vec::new();
-    for dir in ["asterisk-1.4", "asterisk-11.25.3", "asterisk-20.20.1"] {
+    for dir in [
+        "asterisk-1.4",
+        "asterisk-11.25.3",
+        "asterisk-20.20.1",
+        "asterisk-22.10.1",
+    ] {
         for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
             if e.path().extension().is_some_and(|x| x == "ami") {
                 files.push(std::fs::read(e.path()).unwrap());

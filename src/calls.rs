@@ -63,12 +63,17 @@ struct Leg {
     bridges: HashSet<String>,
     /// When an event last named this leg ([`Tracker::set_now`]'s clock).
     seen: u64,
+    /// Rebuilt from a channel list (already up when the link connected).
+    seeded: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 struct Call {
     calldata: Option<String>,
     context: Option<String>,
+    /// An attended transfer completed in this call: a linked agent leg whose connected line changes
+    /// gets a new Link naming its new party.
+    transferred: bool,
 }
 
 #[derive(Debug, Default)]
@@ -80,10 +85,14 @@ pub struct Tracker {
     pub oddities: u64,
     /// Kinds of oddity already logged (each is logged once, then only counted).
     logged: HashSet<&'static str>,
-    /// During a resynchronisation: the legs known to be alive (listed or new).
-    resync: Option<HashSet<String>>,
+    /// During a resynchronisation: when it began and the legs known to be alive (listed or new).
+    resync: Option<(u64, HashSet<String>)>,
     now: u64,
 }
+
+/// A channel list that has not completed after this many seconds is given up (an Asterisk that
+/// refused the list action): its legs are kept as they are.
+pub const RESYNC_GIVE_UP: u64 = 60;
 
 fn present(cid: &Cid) -> bool {
     !cid.num.is_empty() && cid.num != "<unknown>"
@@ -114,9 +123,10 @@ impl Tracker {
         self.now = now;
     }
 
-    /// Frames were lost and a channel list is coming: legs it does not name will be hung up.
+    /// A channel list is coming (a new AMI session, or frames were lost): legs it does not name,
+    /// and that no `Newchannel` creates meanwhile, are hung up when it completes.
     pub fn begin_resync(&mut self) {
-        self.resync = Some(HashSet::new());
+        self.resync = Some((self.now, HashSet::new()));
     }
 
     pub fn resyncing(&self) -> bool {
@@ -142,7 +152,7 @@ impl Tracker {
 
     /// The channel list is complete: every leg it did not confirm is gone.
     fn end_resync(&mut self, out: &mut Vec<Notification>) {
-        let Some(alive) = self.resync.take() else {
+        let Some((_, alive)) = self.resync.take() else {
             return;
         };
         let gone: Vec<String> = self
@@ -185,7 +195,18 @@ impl Tracker {
                 leg.seen = self.now;
             }
         }
-        if let (Some(alive), Event::Newchannel(c) | Event::ChannelListed { chan: c, .. }) =
+        if self
+            .resync
+            .as_ref()
+            .is_some_and(|(t, _)| self.now.saturating_sub(*t) > RESYNC_GIVE_UP)
+        {
+            self.resync = None;
+            self.odd(
+                "a channel list never completed; the calls were kept as they were",
+                "",
+            );
+        }
+        if let (Some((_, alive)), Event::Newchannel(c) | Event::ChannelListed { chan: c, .. }) =
             (self.resync.as_mut(), &event)
         {
             alive.insert(c.uid.clone());
@@ -262,17 +283,18 @@ impl Tracker {
                 chan,
                 connected,
                 bridged,
-            } => {
-                // Seeds a call that was already up when the link (re)connected, so that its Hangup
-                // still reaches the agent; known legs are left as they are.
-                if !self.legs.contains_key(&chan.uid) {
-                    self.upsert(&chan);
-                    if let Some(leg) = self.legs.get_mut(&chan.uid) {
-                        leg.shown_cid = connected.filter(present);
-                        leg.linked = bridged;
-                        leg.dialed = true;
+                calldata,
+                context,
+            } => self.listed(chan, connected, bridged, calldata, context),
+            Event::AttendedTransfer { uids } => {
+                for uid in uids {
+                    if let Some(call) = self.legs.get(&uid).map(|l| l.call.clone()) {
+                        self.calls.entry(call).or_default().transferred = true;
                     }
                 }
+            }
+            Event::ConnectedLine { chan, connected } => {
+                self.connected_line(&chan, connected, &mut out)
             }
             Event::Rename { uid, newname } => {
                 if let Some(leg) = self.legs.get_mut(&uid) {
@@ -462,6 +484,61 @@ impl Tracker {
         }
         let context = leg.context.clone();
         self.set_calldata(&chan.uid, value, context);
+    }
+
+    /// A list item: a leg that is up. Unknown legs are rebuilt (seeded) so that their Hangup still
+    /// reaches the agent; known legs are left as they are. Calldata a `Status` item names goes to the
+    /// call, and to the call's rebuilt agent legs, whose later notifications then carry it.
+    fn listed(
+        &mut self,
+        chan: Chan,
+        connected: Option<Cid>,
+        bridged: bool,
+        calldata: Option<String>,
+        context: Option<String>,
+    ) {
+        if !self.legs.contains_key(&chan.uid) {
+            self.upsert(&chan);
+            if let Some(leg) = self.legs.get_mut(&chan.uid) {
+                leg.shown_cid = connected.filter(present);
+                leg.linked = bridged;
+                leg.dialed = true;
+                leg.seeded = true;
+            }
+        }
+        let Some(value) = calldata else {
+            return;
+        };
+        self.set_calldata(&chan.uid, value.clone(), context.clone());
+        let Some(call) = self.legs.get(&chan.uid).map(|l| l.call.clone()) else {
+            return;
+        };
+        for leg in self.legs.values_mut() {
+            if leg.call == call && leg.seeded && leg.linked && leg.appdata.is_none() {
+                leg.appdata = Some(value.clone());
+                leg.context = context.clone().or(leg.context.take());
+            }
+        }
+    }
+
+    /// After an attended transfer, a linked agent leg now connected to another party gets one Link
+    /// naming that party (with the call's calldata, as its first Link had).
+    fn connected_line(&mut self, chan: &Chan, connected: Cid, out: &mut Vec<Notification>) {
+        let Some(leg) = self.legs.get(&chan.uid) else {
+            return;
+        };
+        let transferred = self.calls.get(&leg.call).is_some_and(|c| c.transferred);
+        let same = leg
+            .shown_cid
+            .as_ref()
+            .is_some_and(|c| c.num == connected.num);
+        if !leg.linked || !transferred || same || !present(&connected) {
+            return;
+        }
+        if let Some(leg) = self.legs.get_mut(&chan.uid) {
+            leg.shown_cid = Some(connected);
+            Self::notify(out, leg, Kind::Link);
+        }
     }
 
     fn set_calldata(&mut self, uid: &str, value: String, context: Option<String>) {

@@ -234,7 +234,10 @@ impl Dispatcher {
             AmiInput::Down => {
                 self.ami_up = false;
                 self.router.down();
-                log::warn!("Asterisk connection lost; calls in progress forgotten");
+                log::warn!(
+                    "Asterisk connection lost; calls in progress are kept until the channel list of \
+                     the next session says which still exist"
+                );
             }
         }
     }
@@ -441,27 +444,28 @@ mod tests {
     }
 
     #[test]
-    fn ami_down_forgets_calls_and_originates_wait_for_up() {
+    fn ami_down_keeps_calls_until_the_next_list_and_originates_wait_for_up() {
         use crate::ami::dialect::Dialect;
         let (mut d, cmd_rx) = dispatcher();
         let backlog = Backlog::default();
-        d.on_ami(
-            AmiInput::Up {
-                dialect: Dialect::V1_4,
-                version: "1.0".into(),
-            },
-            &backlog,
-        );
-        let input = frames(&["Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: U\r\n\r\n"]);
+        let (mut rx, _c) = login(&mut d, 1, "SIP/201", 1 << 20);
+        let up = || AmiInput::Up {
+            dialect: Dialect::V12Plus,
+            version: "5.0".into(),
+        };
+        d.on_ami(up(), &backlog);
+        let input = frames(&[
+            "Event: Newchannel\r\nChannel: SIP/201-1\r\nUniqueid: U\r\n\r\n",
+            "Event: Newchannel\r\nChannel: SIP/201-2\r\nUniqueid: V\r\n\r\n",
+        ]);
         let AmiInput::Frames { cost, .. } = &input else {
             unreachable!()
         };
         backlog.add(*cost);
         d.on_ami(input, &backlog);
         assert_eq!(backlog.get(), 0, "the batch's cost is given back");
-        assert_eq!(d.router.tracker().legs(), 1);
         d.on_ami(AmiInput::Down, &backlog);
-        assert_eq!(d.router.tracker().legs(), 0, "Down clears every call");
+        assert_eq!(d.router.tracker().legs(), 2, "Down forgets nothing yet");
         // While down, ORIG requests go nowhere.
         d.on_client(ClientEvent::Originate {
             id: 1,
@@ -474,6 +478,22 @@ mod tests {
         });
         assert!(cmd_rx.try_recv().is_err());
         assert_eq!(d.stats().originates_dropped, 1);
+        // The next session lists V only: U died with the old session and gets its Hangup, once.
+        d.on_ami(up(), &backlog);
+        d.on_ami(
+            frames(&[
+                "Event: CoreShowChannel\r\nChannel: SIP/201-2\r\nUniqueid: V\r\n\r\n",
+                "Event: CoreShowChannelsComplete\r\nListItems: 1\r\n\r\n",
+                "Event: StatusComplete\r\nItems: 1\r\n\r\n",
+            ]),
+            &backlog,
+        );
+        assert_eq!(d.router.tracker().legs(), 1);
+        let mut batch = Vec::new();
+        assert!(rx.next_batch(&mut batch));
+        let text = String::from_utf8(batch).unwrap();
+        assert_eq!(text.matches("<event id=\"Hangup\">").count(), 1, "{text}");
+        assert!(text.contains("SIP/201-1"), "{text}");
     }
 
     #[test]

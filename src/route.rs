@@ -79,16 +79,16 @@ impl Default for Router {
 }
 
 impl Router {
-    /// A new AMI session (banner or `Up`): everything known about calls is forgotten.
+    /// A new AMI session (banner or `Up`): the calls known so far are kept until the channel list
+    /// the link asks for completes; then every leg it does not name gets its `Hangup` (reconnect =
+    /// reconcile: a call that went on keeps its calldata, one that died with Asterisk is closed).
     pub fn session(&mut self, dialect: crate::ami::dialect::Dialect) {
-        self.tracker.clear();
+        self.tracker.begin_resync();
         self.dialect = dialect;
     }
 
-    /// The link went down: forget every call.
-    pub fn down(&mut self) {
-        self.tracker.clear();
-    }
+    /// The link went down: nothing is forgotten yet; the next session's channel list decides.
+    pub fn down(&mut self) {}
 
     pub fn set_dialect(&mut self, dialect: crate::ami::dialect::Dialect) {
         self.dialect = dialect;

@@ -83,6 +83,31 @@ const FIXTURES: &[(&str, usize, usize)] = &[
     ("asterisk-20.20.1/m-reconnect-part1.ami", 87, 85),
     ("asterisk-20.20.1/m-reconnect-part2.ami", 38, 35),
     ("asterisk-20.20.1/n-status-two-calls.ami", 246, 238),
+    // Asterisk 22.10.1 with chan_pjsip (counts from its README).
+    ("asterisk-22.10.1/a-inbound-100-answered.ami", 112, 109),
+    (
+        "asterisk-22.10.1/f-asterisk-restart-mid-call-part1.ami",
+        113,
+        111,
+    ),
+    (
+        "asterisk-22.10.1/f-asterisk-restart-mid-call-part2.ami",
+        114,
+        110,
+    ),
+    ("asterisk-22.10.1/g-blind-transfer-201-to-202.ami", 168, 164),
+    (
+        "asterisk-22.10.1/h-attended-transfer-201-to-202.ami",
+        239,
+        235,
+    ),
+    (
+        "asterisk-22.10.1/h-attended-transfer-201-to-202-rtp.ami",
+        249,
+        245,
+    ),
+    ("asterisk-22.10.1/m-ami-drop-mid-call-part1.ami", 83, 81),
+    ("asterisk-22.10.1/m-ami-drop-mid-call-part2.ami", 46, 41),
 ];
 
 fn path(name: &str) -> PathBuf {
@@ -120,7 +145,12 @@ fn frames(items: &[Item]) -> Vec<&Frame> {
 #[test]
 fn every_fixture_is_listed() {
     let mut on_disk = Vec::new();
-    for dir in ["asterisk-1.4", "asterisk-11.25.3", "asterisk-20.20.1"] {
+    for dir in [
+        "asterisk-1.4",
+        "asterisk-11.25.3",
+        "asterisk-20.20.1",
+        "asterisk-22.10.1",
+    ] {
         for e in std::fs::read_dir(path(dir)).unwrap().flatten() {
             let name = e.file_name().into_string().unwrap();
             if name.ends_with(".ami") {

@@ -17,12 +17,36 @@ fn username(ext: &str) -> String {
     format!("e2e_{}", ext.replace('/', "_"))
 }
 
+/// The rows whose EXT the test took (EXT is unique), given back when the test ends, however it ends
+/// (another test binary logs in as docs/INSTALL.md's `alice` on PJSIP/201).
+struct TakenExts(Vec<(String, String)>);
+
+impl Drop for TakenExts {
+    fn drop(&mut self) {
+        let mut db = admin();
+        for (user, ext) in &self.0 {
+            let _ = db.exec_drop("DELETE FROM cti WHERE USERNAME = ?", (username(ext),));
+            let _ = db.exec_drop("UPDATE cti SET EXT = ? WHERE USERNAME = ?", (ext, user));
+        }
+    }
+}
+
 /// Gives each agent of the expected files a user whose EXT is that agent, as the original client
 /// does before it logs in (UPDATE cti SET EXT=…).
-fn prepare_users(agents: &[String]) -> String {
+fn prepare_users(agents: &[String]) -> (String, TakenExts) {
     let mut db = admin();
     let secret = format!("{:x}", md5::compute(b"e2e"));
+    let mut taken = TakenExts(Vec::new());
     for ext in agents {
+        let holders: Vec<String> = db
+            .exec("SELECT USERNAME FROM cti WHERE EXT = ?", (ext,))
+            .unwrap();
+        taken.0.extend(
+            holders
+                .into_iter()
+                .filter(|u| *u != username(ext))
+                .map(|u| (u, ext.clone())),
+        );
         db.exec_drop("UPDATE cti SET EXT = NULL WHERE EXT = ?", (ext,))
             .unwrap();
         db.exec_drop("DELETE FROM cti WHERE USERNAME = ?", (username(ext),))
@@ -33,7 +57,7 @@ fn prepare_users(agents: &[String]) -> String {
         )
         .unwrap();
     }
-    secret
+    (secret, taken)
 }
 
 /// Reads whole notifications until `n` have arrived (or the time is up).
@@ -70,7 +94,7 @@ fn every_capture_end_to_end_to_logged_in_agents() {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let secret = prepare_users(&all);
+    let (secret, _taken) = prepare_users(&all);
     let mut failures = Vec::new();
     for (ami, exp) in pairs() {
         let e = expected(&exp);

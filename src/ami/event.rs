@@ -85,11 +85,24 @@ pub enum Event {
         dest_channel: String,
     },
     NewCallerid(Chan),
-    /// A `CoreShowChannel` list item (asked for after every login): a channel already up.
+    /// A `CoreShowChannel` or `Status` list item (asked for after every login): a channel already
+    /// up; `Status` with `Variables: calldata` also names its calldata, and its dialplan context.
     ChannelListed {
         chan: Chan,
         connected: Option<Cid>,
         bridged: bool,
+        calldata: Option<String>,
+        context: Option<String>,
+    },
+    /// 12+ `AttendedTransfer` (AMI `Atxfer`, a phone's REFER with Replaces, DTMF features): the
+    /// Uniqueids of the channels it names (transferers, transferee, target).
+    AttendedTransfer {
+        uids: Vec<String>,
+    },
+    /// 12+ `NewConnectedLine`: the party `chan` is connected to has changed.
+    ConnectedLine {
+        chan: Chan,
+        connected: Cid,
     },
     /// The end of a channel list (`CoreShowChannelsComplete`, `StatusComplete`).
     ChannelListComplete,
@@ -112,6 +125,7 @@ impl Event {
             | Event::BridgeEnter { chan: c, .. }
             | Event::NewCallerid(c)
             | Event::ChannelListed { chan: c, .. }
+            | Event::ConnectedLine { chan: c, .. }
             | Event::Hangup(c) => [Some(&c.uid), None],
             Event::DialBegin { caller, dest, .. } => {
                 [Some(&dest.uid), caller.as_ref().map(|c| c.uid.as_str())]
@@ -121,7 +135,10 @@ impl Event {
                 [Some(uid1), Some(uid2)]
             }
             Event::BridgeLeave { uid, .. } | Event::Rename { uid, .. } => [Some(uid), None],
-            Event::AgentCalled { .. } | Event::ChannelListComplete | Event::Other => [None, None],
+            Event::AgentCalled { .. }
+            | Event::AttendedTransfer { .. }
+            | Event::ChannelListComplete
+            | Event::Other => [None, None],
         }
     }
 }
@@ -250,14 +267,32 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
             }
             Event::NewCallerid(chan)
         }
-        // 1.4–11 answer the `Status` action with one `Status` event per channel.
+        // The `Status` action's answer: one `Status` event per channel, with the variables asked for.
         "Status" => Event::ChannelListed {
             chan: v.chan("")?,
             connected: v.cid("ConnectedLineNum", "ConnectedLineName"),
-            bridged: v
-                .get("BridgedChannel")
-                .or_else(|| v.get("Link"))
-                .is_some_and(|b| !b.trim().is_empty()),
+            bridged: ["BridgedChannel", "Link", "BridgeID"]
+                .iter()
+                .any(|k| v.get(k).is_some_and(|b| !b.trim().is_empty())),
+            calldata: v.f.get_all("Variable").find_map(|var| {
+                let value = crate::calls::calldata_of(var)?;
+                (value != "(null)").then(|| value.to_string())
+            }),
+            context: v.s("Context").filter(|c| !c.is_empty()),
+        },
+        "AttendedTransfer" => Event::AttendedTransfer {
+            uids: v
+                .f
+                .headers
+                .iter()
+                .filter(|(k, _)| k.to_ascii_lowercase().ends_with("uniqueid"))
+                .map(|(_, u)| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+        },
+        "NewConnectedLine" => Event::ConnectedLine {
+            chan: v.chan("")?,
+            connected: v.cid("ConnectedLineNum", "ConnectedLineName")?,
         },
         "CoreShowChannelsComplete" | "StatusComplete" => Event::ChannelListComplete,
         "CoreShowChannel" => Event::ChannelListed {
@@ -267,6 +302,8 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
                 .get("BridgeId")
                 .or_else(|| v.get("BridgeID"))
                 .is_some_and(|b| !b.trim().is_empty()),
+            calldata: None,
+            context: v.s("Context").filter(|c| !c.is_empty()),
         },
         "Rename" => Event::Rename {
             uid: v.s("Uniqueid")?,

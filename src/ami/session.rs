@@ -141,22 +141,24 @@ impl Session {
         }
     }
 
-    /// Asks for the channels Asterisk has: `CoreShowChannels` (1.6.2+), `Status` on 1.4, which has
-    /// no `CoreShowChannels`. Each item and the end of the list arrive as events.
+    /// Asks for the channels Asterisk has: `CoreShowChannels` (1.6.2+; `Status` on 1.4, which has
+    /// no `CoreShowChannels`), then `Status` with `Variables: calldata`, so that calls already up
+    /// are rebuilt with their calldata. Each item and the end of each list arrive as events; the
+    /// first list's end is the one the call tracker reconciles at.
     pub fn list_channels(&mut self) -> Vec<Out> {
-        let action = if self.dialect == Dialect::V1_4 {
-            "Status"
-        } else {
-            "CoreShowChannels"
-        };
-        let id = self.action_id("channels");
-        match encode_action(action, &id, &[]) {
-            Ok(bytes) => {
-                self.pending.insert(id, Pending::ChannelList);
-                vec![Out::Send(bytes)]
-            }
-            Err(_) => vec![],
+        let mut lists = vec![("Status", vec![("Variables", "calldata")])];
+        if self.dialect != Dialect::V1_4 {
+            lists.insert(0, ("CoreShowChannels", vec![]));
         }
+        let mut out = Vec::new();
+        for (action, headers) in lists {
+            let id = self.action_id("channels");
+            if let Ok(bytes) = encode_action(action, &id, &headers) {
+                self.pending.insert(id, Pending::ChannelList);
+                out.push(Out::Send(bytes));
+            }
+        }
+        out
     }
 
     fn frame(&mut self, frame: Frame) -> Vec<Out> {

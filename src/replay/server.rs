@@ -52,6 +52,17 @@ pub struct ReplayConfig {
     /// `(device, n)`: the calls of `device` go to `n` distinct agents per play (see
     /// [`spread_agents`]).
     pub spread: Option<(String, u64)>,
+    /// One plan per AMI session, in order (session N plays `sessions[N-1]`; later sessions the last
+    /// one). Every session but the last closes the connection when its play ends, as an AMI drop or
+    /// an Asterisk restart would. Empty: every session plays `captures` with `channels`.
+    pub sessions: Vec<SessionPlan>,
+}
+
+/// What one AMI session plays, and the channel list it answers with.
+#[derive(Debug, Clone, Default)]
+pub struct SessionPlan {
+    pub captures: Vec<Capture>,
+    pub channels: Vec<Frame>,
 }
 
 impl ReplayConfig {
@@ -76,6 +87,7 @@ impl ReplayConfig {
             held: false,
             keep_sent: false,
             spread: None,
+            sessions: Vec::new(),
         }
     }
 }
@@ -273,7 +285,26 @@ struct Conn<'a> {
     sock: TcpStream,
     session: u64,
     shared: &'a Shared,
+    /// This session's configuration (its plan applied).
+    cfg: Arc<ReplayConfig>,
+    /// Close the connection when the play ends (every planned session but the last).
+    close_at_end: bool,
     replayed: usize,
+}
+
+/// The configuration session `session` (1, 2, …) runs with.
+fn session_cfg(cfg: &ReplayConfig, session: u64) -> (ReplayConfig, bool) {
+    let n = cfg.sessions.len();
+    if n == 0 {
+        return (cfg.clone(), false);
+    }
+    let i = (session as usize).min(n) - 1;
+    let plan = &cfg.sessions[i];
+    let mut c = cfg.clone();
+    c.captures = plan.captures.clone();
+    c.channels = plan.channels.clone();
+    c.sessions = Vec::new();
+    (c, (session as usize) < n)
 }
 
 impl Conn<'_> {
@@ -290,7 +321,7 @@ impl Conn<'_> {
 }
 
 fn serve(sock: TcpStream, session: u64, shared: &Shared) {
-    let cfg = &shared.cfg;
+    let (session_cfg, close_at_end) = session_cfg(&shared.cfg, session);
     let (tx, rx) = unbounded();
     if let Ok(read_half) = sock.try_clone() {
         let _ = thread::Builder::new()
@@ -301,9 +332,12 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
         sock,
         session,
         shared,
+        cfg: Arc::new(session_cfg),
+        close_at_end,
         replayed: 0,
     };
-    if !conn.write(format!("Asterisk Call Manager/{}\r\n", cfg.banner).as_bytes()) {
+    let banner = format!("Asterisk Call Manager/{}\r\n", conn.cfg.banner);
+    if !conn.write(banner.as_bytes()) {
         return;
     }
     let mut started: Option<Instant> = None;
@@ -325,7 +359,7 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
             started = Some(Instant::now());
         }
         let due = if playing {
-            started.and_then(|t0| next_due(cfg, &sched).map(|d| t0 + d))
+            started.and_then(|t0| next_due(&conn.cfg, &sched).map(|d| t0 + d))
         } else {
             None
         };
@@ -356,7 +390,7 @@ fn recv(rx: &Receiver<Incoming>, wait: Duration) -> Option<Incoming> {
 
 /// Answers one action; false closes the connection.
 fn handle_action(conn: &mut Conn<'_>, action: &Frame, started: &mut Option<Instant>) -> bool {
-    let cfg = &conn.shared.cfg;
+    let cfg = conn.cfg.clone();
     let name = action.get("Action").unwrap_or("?").to_string();
     if cfg.verbose {
         let mut shown = action.clone();
@@ -422,8 +456,8 @@ fn next_due(cfg: &ReplayConfig, s: &Schedule) -> Option<Duration> {
 
 /// Writes the due frame and advances; false closes the connection.
 fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
-    let cfg = &conn.shared.cfg;
-    let Some(due) = next_due(cfg, s) else {
+    let cfg = conn.cfg.clone();
+    let Some(due) = next_due(&cfg, s) else {
         return true;
     };
     let Some(frame) = cfg
@@ -469,6 +503,10 @@ fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
             if cfg.times != 0 && s.round >= cfg.times {
                 if let Ok(mut st) = conn.shared.stats.lock() {
                     st.replays_done += 1;
+                }
+                // A planned session that is not the last ends here: the AMI drop or the restart.
+                if conn.close_at_end {
+                    return false;
                 }
             }
         }

@@ -118,7 +118,12 @@ pub fn expected(path: &Path) -> Expected {
 
 pub fn pairs() -> Vec<(PathBuf, PathBuf)> {
     let mut out = Vec::new();
-    for dir in ["asterisk-1.4", "asterisk-11.25.3", "asterisk-20.20.1"] {
+    for dir in [
+        "asterisk-1.4",
+        "asterisk-11.25.3",
+        "asterisk-20.20.1",
+        "asterisk-22.10.1",
+    ] {
         for e in std::fs::read_dir(root().join("fixtures/ami").join(dir))
             .unwrap()
             .flatten()

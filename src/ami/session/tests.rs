@@ -57,13 +57,29 @@ fn login_success_is_read_from_the_matching_action_id() {
             version: "9.0.0".into()
         }
     );
-    // Then the channels already up are asked for, to seed the tracker.
+    // Then the channels already up are asked for, to reconcile the tracker, and their calldata.
     assert_eq!(
         sent(&out[1..]),
-        vec!["Action: CoreShowChannels\r\nActionID: astcti-channels-3-1\r\n\r\n"]
+        vec![
+            "Action: CoreShowChannels\r\nActionID: astcti-channels-3-1\r\n\r\n",
+            "Action: Status\r\nActionID: astcti-channels-3-2\r\nVariables: calldata\r\n\r\n"
+        ]
     );
-    assert_eq!(out.len(), 2);
+    assert_eq!(out.len(), 3);
     assert!(s.logged_in());
+}
+
+#[test]
+fn on_1_4_the_channel_list_is_status() {
+    let (mut s, _) = logged_in(false, "1.0");
+    let out = s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    assert_eq!(
+        sent(&out),
+        vec!["Action: Status\r\nActionID: astcti-channels-3-1\r\nVariables: calldata\r\n\r\n"]
+    );
 }
 
 #[test]
@@ -211,10 +227,11 @@ fn dumpconfig_requests_files_and_logs_answers_by_action_id() {
         ("ActionID", "astcti-login-3"),
     ])));
     let requests = sent(&out);
-    assert_eq!(requests.len(), 5);
+    assert_eq!(requests.len(), 6);
     assert!(requests[0].starts_with("Action: CoreShowChannels\r\n"));
+    assert!(requests[1].starts_with("Action: Status\r\n"));
     for (req, file) in
-        requests[1..]
+        requests[2..]
             .iter()
             .zip(["extensions.conf", "sip.conf", "pjsip.conf", "queues.conf"])
     {
@@ -229,7 +246,7 @@ fn dumpconfig_requests_files_and_logs_answers_by_action_id() {
     assert_eq!(s.on_item(Item::Frame(ev.clone())), vec![Out::Frame(ev)]);
     let answer = f(&[
         ("Response", "Success"),
-        ("ActionID", "astcti-getconfig-3-3"),
+        ("ActionID", "astcti-getconfig-3-4"),
         ("Category-000000", "general"),
     ]);
     let out = s.on_item(Item::Frame(answer));
