@@ -56,6 +56,24 @@ impl Rng {
     }
 }
 
+/// USER/PASS; None if the server answers 101 KO (the user is still logged in elsewhere).
+fn login(addr: std::net::SocketAddr, user: &str, secret: &str) -> Option<Client> {
+    let mut c = Client::connect(addr);
+    let expect = |c: &mut Client, want: &[u8]| {
+        let mut got = vec![0u8; want.len()];
+        c.sock.read_exact(&mut got).is_ok() && got == want
+    };
+    if !expect(&mut c, b"100 CTISERVER WELCOME\n") {
+        return None;
+    }
+    c.send(&format!("USER {user}\n"));
+    if !expect(&mut c, b"100 OK\n") {
+        return None;
+    }
+    c.send(&format!("PASS {secret}\n"));
+    expect(&mut c, b"102 OK\n").then_some(c)
+}
+
 fn churn(
     addr: std::net::SocketAddr,
     users: Vec<String>,
@@ -85,15 +103,16 @@ fn churn(
         }
         if !free.is_empty() && held.len() < (free.len() + held.len()) / 2 {
             let user = free.swap_remove(rng.next(free.len() as u64) as usize);
-            let mut c = Client::connect(addr);
-            c.expect(b"100 CTISERVER WELCOME\n");
-            c.send(&format!("USER {user}\n"));
-            c.expect(b"100 OK\n");
-            c.send(&format!("PASS {secret}\n"));
-            c.expect(b"102 OK\n");
-            logins.fetch_add(1, Ordering::Relaxed);
-            held.push((now + Duration::from_millis(1000 + rng.next(19_000)), c));
-            out.push(user);
+            match login(addr, &user, &secret) {
+                Some(c) => {
+                    logins.fetch_add(1, Ordering::Relaxed);
+                    held.push((now + Duration::from_millis(1000 + rng.next(19_000)), c));
+                    out.push(user);
+                }
+                // Still logged in on the connection just dropped (the server has not seen its EOF
+                // yet: the original protocol's duplicate-login rule): try another one later.
+                None => free.push(user),
+            }
         }
         for (_, c) in held.iter_mut() {
             let _ = std::io::Write::write_all(&mut c.sock, b"NOOP\n");
