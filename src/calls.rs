@@ -32,7 +32,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::ami::event::{Chan, Cid, Event};
-use crate::cti::notify::{Kind, Record};
+pub use notification::{Kind, Record};
 
 /// A notification about `channel`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,12 +98,7 @@ fn present(cid: &Cid) -> bool {
     !cid.num.is_empty() && cid.num != "<unknown>"
 }
 
-/// The variable and value of a `Set` argument whose variable is `calldata` (or `_calldata`,
-/// `__calldata`, inherited forms).
-pub fn calldata_of(appdata: &str) -> Option<&str> {
-    let (var, value) = appdata.split_once('=')?;
-    (var.trim().trim_start_matches('_') == "calldata").then_some(value)
-}
+pub use crate::ami::event::calldata_of;
 
 impl Tracker {
     pub fn new() -> Self {
@@ -593,6 +588,7 @@ impl Tracker {
 }
 
 mod link;
+mod notification;
 
 #[cfg(test)]
 mod tests;

@@ -19,39 +19,10 @@ use crossbeam_channel::{select, tick, Receiver, Sender};
 use crate::admission::Slots;
 use crate::ami::link::{AmiCommand, AmiInput, Backlog};
 use crate::cti::outq::{Chunk, OutQueue, PushError};
-use crate::cti::proto::OrigRequest;
+pub use crate::cti::worker::ClientEvent;
 use crate::registry::{ClientId, Registry};
 use crate::route::Router;
 use crate::stats::{self, Counters, CutReason, Gauges};
-
-/// What client threads tell the dispatcher.
-#[derive(Debug)]
-pub enum ClientEvent {
-    Connected {
-        id: ClientId,
-        peer: SocketAddr,
-        queue: OutQueue,
-        sock: Arc<TcpStream>,
-    },
-    QueryUser {
-        username: String,
-        reply: Sender<bool>,
-    },
-    Register {
-        id: ClientId,
-        username: String,
-        ext: String,
-        reply: Sender<bool>,
-    },
-    Originate {
-        id: ClientId,
-        ext: String,
-        request: OrigRequest,
-    },
-    Disconnected {
-        id: ClientId,
-    },
-}
 
 struct Client {
     peer: SocketAddr,
@@ -213,7 +184,6 @@ impl Dispatcher {
                 self.ami_up = true;
                 self.router.session(dialect);
             }
-            AmiInput::Dialect(dialect) => self.router.set_dialect(dialect),
             AmiInput::Frames { frames, cost } => {
                 self.stats.ami_frames += frames.len() as u64;
                 for frame in &frames {
@@ -345,6 +315,7 @@ pub fn run(ch: DispatcherChannels, settings: Settings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ami::OrigRequest;
     use crate::cti::outq::{out_queue, OutReceiver};
     use crossbeam_channel::{bounded, unbounded};
     use std::net::TcpListener;

@@ -35,7 +35,21 @@ pub fn agent_key(channel: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::agent_key;
+    use super::{agent_key, Router};
+    use crate::ami::dialect::Dialect;
+    use crate::ami::frame::Frame;
+
+    #[test]
+    fn the_router_alone_corrects_the_banners_dialect_from_the_events() {
+        let mut r = Router::default();
+        r.session(Dialect::V1_6To11);
+        assert_eq!(r.dialect(), Dialect::V1_6To11);
+        r.frame(&Frame::from_pairs(&[
+            ("Event", "DialBegin"),
+            ("Channel", "x"),
+        ]));
+        assert_eq!(r.dialect(), Dialect::V12Plus);
+    }
 
     #[test]
     fn suffixes_are_removed() {
@@ -90,8 +104,9 @@ impl Router {
     /// The link went down: nothing is forgotten yet; the next session's channel list decides.
     pub fn down(&mut self) {}
 
-    pub fn set_dialect(&mut self, dialect: crate::ami::dialect::Dialect) {
-        self.dialect = dialect;
+    /// The dialect the events are decoded in: the banner's, corrected by the events themselves.
+    pub fn dialect(&self) -> crate::ami::dialect::Dialect {
+        self.dialect
     }
 
     pub fn tracker(&self) -> &crate::calls::Tracker {
@@ -124,7 +139,10 @@ impl Router {
     /// The notifications one frame causes, as (agent key, wire text).
     pub fn frame(&mut self, frame: &crate::ami::frame::Frame) -> Vec<(String, String)> {
         if let Some(d) = crate::ami::dialect::Dialect::evidence(frame) {
-            self.dialect = d;
+            if d != self.dialect {
+                log::info!("the events show {d}");
+                self.dialect = d;
+            }
         }
         let event = crate::ami::event::decode(frame, self.dialect);
         self.tracker

@@ -23,7 +23,13 @@ use mysql::prelude::Queryable;
 use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
 use crate::config::DatabaseConfig;
-use crate::cti::session::AgentRow;
+
+/// An agent row from the `cti` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub username: String,
+    pub ext: Option<String>,
+}
 
 /// Looks agents up by credentials.
 pub trait Store: Send + Sync {

@@ -208,6 +208,13 @@ impl<'a> View<'a> {
 }
 
 /// Decodes one frame. `dialect` decides how values are unescaped.
+/// The variable and value of a `Set` argument whose variable is `calldata` (or `_calldata`,
+/// `__calldata`, inherited forms).
+pub fn calldata_of(appdata: &str) -> Option<&str> {
+    let (var, value) = appdata.split_once('=')?;
+    (var.trim().trim_start_matches('_') == "calldata").then_some(value)
+}
+
 pub fn decode(frame: &Frame, dialect: Dialect) -> Event {
     let v = View {
         f: frame,
@@ -275,7 +282,7 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
                 .iter()
                 .any(|k| v.get(k).is_some_and(|b| !b.trim().is_empty())),
             calldata: v.f.get_all("Variable").find_map(|var| {
-                let value = crate::calls::calldata_of(var)?;
+                let value = calldata_of(var)?;
                 (value != "(null)").then(|| value.to_string())
             }),
             context: v.s("Context").filter(|c| !c.is_empty()),

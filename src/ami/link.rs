@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::dialect::Dialect;
 use super::frame::{Decoder, Frame, Limits};
 use super::session::{Out, Session, SessionConfig};
-use crate::cti::proto::OrigRequest;
+use super::OrigRequest;
 use crate::logging::Throttle;
 use crate::stats::{self, Counters};
 
@@ -38,8 +38,6 @@ pub const POLL: Duration = Duration::from_millis(50);
 pub enum AmiInput {
     /// Logged in to a new session.
     Up { dialect: Dialect, version: String },
-    /// The events show another dialect than the banner.
-    Dialect(Dialect),
     /// Everything decoded from one socket read; `cost` is what it counts against the bound.
     Frames { frames: Vec<Frame>, cost: usize },
     /// `frames` frames were dropped at the bound; the channel list has been asked for.
@@ -318,10 +316,6 @@ impl Link<'_> {
                 Out::Up { dialect, version } => {
                     log::info!("logged in to Asterisk (AMI {version}, {dialect})");
                     self.send(AmiInput::Up { dialect, version });
-                }
-                Out::Dialect(dialect) => {
-                    log::info!("the events show {dialect}");
-                    self.send(AmiInput::Dialect(dialect));
                 }
                 Out::Frame(frame) => batch.push(frame),
                 Out::Debug(m) => log::debug!("{m}"),

@@ -4,3 +4,12 @@ pub mod event;
 pub mod frame;
 pub mod link;
 pub mod session;
+
+/// What an agent asked to dial (spec §3.3, §5.5): the AMI `Originate` the link sends for it.
+/// (The client protocol's `ORIG` parser, `cti::proto::parse_orig`, makes these.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrigRequest {
+    pub exten: String,
+    pub context: String,
+    pub priority: String,
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::dialect::Dialect;
 use super::frame::{encode_action, Frame, Item};
-use crate::cti::proto::OrigRequest;
+use super::OrigRequest;
 
 /// What the link must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +24,6 @@ pub enum Out {
     },
     /// A frame for the dispatcher (events and unsolicited responses).
     Frame(Frame),
-    /// The dialect seen in the events differs from the banner's.
-    Dialect(Dialect),
     Debug(String),
     Info(String),
     Warn(String),
@@ -222,12 +220,6 @@ impl Session {
                 g("Context"),
                 g("Reason")
             )));
-        }
-        if let Some(d) = Dialect::evidence(&frame) {
-            if d != self.dialect {
-                self.dialect = d;
-                out.push(Out::Dialect(d));
-            }
         }
         out.push(Out::Frame(frame));
         out

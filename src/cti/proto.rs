@@ -107,16 +107,10 @@ pub fn parse_command(line: &str) -> Command {
     }
 }
 
+pub use crate::ami::OrigRequest;
+
 /// The longest exten, context or priority accepted from ORIG.
 pub const MAX_ORIG_FIELD: usize = 80;
-
-/// What an agent asked to dial (spec §3.3, §5.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrigRequest {
-    pub exten: String,
-    pub context: String,
-    pub priority: String,
-}
 
 /// Why an ORIG gets no AMI action.
 #[derive(Debug, Clone, PartialEq, Eq)]

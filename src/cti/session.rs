@@ -10,12 +10,7 @@
 
 use super::proto::{self, parse_command, parse_orig, Command, OrigError, OrigRequest};
 
-/// An agent row from the `cti` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgentRow {
-    pub username: String,
-    pub ext: Option<String>,
-}
+pub use crate::store::AgentRow;
 
 /// What a session needs from the rest of the server.
 pub trait Env {

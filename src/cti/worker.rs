@@ -24,7 +24,6 @@ use super::outq::{out_queue, Chunk, OutQueue, OutReceiver};
 use super::proto::{self, LineBuffer, OrigRequest, MAX_LINE};
 use super::session::{AgentRow, Env, Session};
 use crate::admission::Slots;
-use crate::dispatcher::ClientEvent;
 use crate::registry::ClientId;
 use crate::stats::{self, Counters, CutReason};
 use crate::store::Logins;
@@ -35,6 +34,35 @@ const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const WRITER_STACK: usize = 64 * 1024;
 /// Longest peer-supplied text put in one log line.
 const LOG_CAP: usize = 200;
+
+/// What client threads tell the dispatcher.
+#[derive(Debug)]
+pub enum ClientEvent {
+    Connected {
+        id: ClientId,
+        peer: SocketAddr,
+        queue: OutQueue,
+        sock: Arc<TcpStream>,
+    },
+    QueryUser {
+        username: String,
+        reply: Sender<bool>,
+    },
+    Register {
+        id: ClientId,
+        username: String,
+        ext: String,
+        reply: Sender<bool>,
+    },
+    Originate {
+        id: ClientId,
+        ext: String,
+        request: OrigRequest,
+    },
+    Disconnected {
+        id: ClientId,
+    },
+}
 
 /// What every client thread needs; cloned per connection.
 #[derive(Clone)]
