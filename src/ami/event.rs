@@ -207,7 +207,6 @@ impl<'a> View<'a> {
     }
 }
 
-/// Decodes one frame. `dialect` decides how values are unescaped.
 /// The variable and value of a `Set` argument whose variable is `calldata` (or `_calldata`,
 /// `__calldata`, inherited forms).
 pub fn calldata_of(appdata: &str) -> Option<&str> {
@@ -215,6 +214,7 @@ pub fn calldata_of(appdata: &str) -> Option<&str> {
     (var.trim().trim_start_matches('_') == "calldata").then_some(value)
 }
 
+/// Decodes one frame. `dialect` decides how values are unescaped.
 pub fn decode(frame: &Frame, dialect: Dialect) -> Event {
     let v = View {
         f: frame,

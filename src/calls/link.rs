@@ -63,7 +63,52 @@ impl Tracker {
         }
         self.join(uid1, uid2);
         let peer = self.legs.contains_key(uid1).then_some(uid1);
+        if self.legs.get(uid2).is_some_and(|l| l.linked) {
+            // Bridged again: a re-bridge with the same party sends nothing (the original opened the
+            // CRM page once per re-bridge); a new party (an attended transfer completed by a
+            // masquerade) gets one more Link naming it.
+            self.relink_if_new_party(uid2, uid1, out);
+            return;
+        }
         self.send_link(uid2, peer, out);
+    }
+
+    /// An agent leg already linked is now bridged with `peer`: one Link if `peer`'s caller is not the
+    /// one the agent was shown.
+    fn relink_if_new_party(&mut self, uid: &str, peer: &str, out: &mut Vec<Notification>) {
+        let Some(cid) = self
+            .legs
+            .get(peer)
+            .and_then(|p| p.own_cid.clone())
+            .filter(present)
+        else {
+            return;
+        };
+        let call = self
+            .legs
+            .get(uid)
+            .and_then(|l| self.calls.get(&l.call))
+            .cloned();
+        let Some(leg) = self.legs.get_mut(uid) else {
+            return;
+        };
+        if leg.shown_cid.as_ref().is_some_and(|c| c.num == cid.num) {
+            return;
+        }
+        leg.shown_cid = Some(cid);
+        // The call now joined with the new party's: its calldata, if the leg has none yet.
+        if let Some(Call {
+            calldata: Some(data),
+            context,
+            ..
+        }) = call
+        {
+            if leg.appdata.is_none() {
+                leg.appdata = Some(data);
+                leg.context = context.or(leg.context.take());
+            }
+        }
+        Self::notify(out, leg, Kind::Link);
     }
 
     /// 12+: `uid` answered a dial and shares a bridge with another leg: its Link.

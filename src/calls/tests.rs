@@ -392,3 +392,110 @@ fn no_sequence_of_events_panics() {
         }
     }
 }
+
+#[test]
+fn a_connected_line_change_relinks_only_after_an_attended_transfer_and_once_per_party() {
+    // DEMO_12 up to the Link (the Hangups cut off), then connected-line changes.
+    let head: String = DEMO_12
+        .split("\n\n")
+        .take_while(|f| !f.starts_with("Event: Hangup"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let ncl = |num: &str| {
+        format!(
+            "\n\nEvent: NewConnectedLine\nChannel: PJSIP/201-0000000a\nUniqueid: a1\nLinkedid: c1\n\
+             ConnectedLineNum: {num}\nConnectedLineName: N{num}"
+        )
+    };
+    // Without a transfer: a connected-line update (a re-INVITE, a hold) sends nothing.
+    let before = run(Dialect::V12Plus, &format!("{head}\n\n"));
+    assert!(summary(&before).last().unwrap().contains(" Link "));
+    let plain = run(Dialect::V12Plus, &format!("{head}{}\n\n", ncl("0999")));
+    assert_eq!(summary(&plain), summary(&before));
+    // After AttendedTransfer: one Link naming the new party, with the call's calldata; the same
+    // party again, or an unknown number, sends nothing more.
+    let xfer = "\n\nEvent: AttendedTransfer\nResult: Success\nOrigTransfererUniqueid: a1\n\
+                TransfereeUniqueid: c1";
+    let after = run(
+        Dialect::V12Plus,
+        &format!(
+            "{head}{xfer}{}{}{}\n\n",
+            ncl("0777"),
+            ncl("0777"),
+            ncl("<unknown>")
+        ),
+    );
+    assert_eq!(after.len(), before.len() + 1, "{:?}", summary(&after));
+    assert_eq!(
+        summary(&after).last().unwrap(),
+        "PJSIP/201 Link a1 0777/N0777 ivr/12345"
+    );
+}
+
+#[test]
+fn a_1_4_rebridge_with_the_same_party_is_silent_and_a_new_party_relinks_with_the_calls_calldata() {
+    // 1.4: the customer (Zap/1, calldata 777 set in its dialplan) is answered by SIP/201, who
+    // consults SIP/202 (a call of its own, without calldata); the masquerade that completes the
+    // attended transfer bridges the customer with 202.
+    let text = "\
+Event: Newchannel
+Channel: Zap/1-1
+Uniqueid: cust
+CallerIDNum: 0215551234
+CallerIDName: Customer
+
+Event: Newexten
+Channel: Zap/1-1
+Uniqueid: cust
+Context: ivr
+Application: Set
+AppData: calldata=777
+
+Event: Newchannel
+Channel: SIP/201-a
+Uniqueid: a201
+CallerIDNum: 201
+CallerIDName: Agent A
+
+Event: Newchannel
+Channel: SIP/202-b
+Uniqueid: a202
+CallerIDNum: 202
+CallerIDName: Agent B
+
+Event: Dial
+Source: SIP/201-a
+Destination: SIP/202-b
+CallerID: 201
+CallerIDName: Agent A
+SrcUniqueID: a201
+DestUniqueID: a202
+
+Event: Link
+Channel1: SIP/201-a
+Channel2: SIP/202-b
+Uniqueid1: a201
+Uniqueid2: a202
+
+Event: Link
+Channel1: SIP/201-a
+Channel2: SIP/202-b
+Uniqueid1: a201
+Uniqueid2: a202
+
+Event: Link
+Channel1: Zap/1-1
+Channel2: SIP/202-b
+Uniqueid1: cust
+Uniqueid2: a202
+
+";
+    let got = summary(&run(Dialect::V1_4, text));
+    let links: Vec<&String> = got.iter().filter(|l| l.contains(" Link ")).collect();
+    assert_eq!(links.len(), 2, "{got:?}");
+    assert!(
+        links[0].starts_with("SIP/202 Link a202 201/Agent A"),
+        "{got:?}"
+    );
+    assert_eq!(links[1], "SIP/202 Link a202 0215551234/Customer ivr/777");
+}
