@@ -4,13 +4,14 @@
 //!   endless loop at 1,000 frames/s, with new Uniqueids every play;
 //! - the AMI connection dropped every 300 s (ami-replay closes it; the server reconnects);
 //! - one steady agent on SIP/201 that reads everything, and 499 more agents logging in and out at
-//!   random (each stays 1–20 s; about 250 logged in at a time);
+//!   random (each stays 1–20 s; about 250 logged in at a time); every client sends `NOOP` every
+//!   1.5 s, as the original client does;
 //! - the server's RSS, threads and descriptors sampled every 10 s.
 //!
 //! It checks that no notification is lost for the reading agent (every leg it is told about gets
-//! Newcallerid, Newstate, Link and Hangup, except at most one leg in flight at each AMI drop, which
-//! the reconnect forgets), that memory, threads and descriptors stay flat, and that no slot leaks
-//! (at the end the statistics line shows exactly the steady agent). Without ASTCTI_SOAK_SECONDS (set
+//! Newcallerid, Newstate, Link and Hangup, except at most one leg in flight at each AMI drop and the
+//! call in progress when the run stops), and that threads and descriptors return to their baseline
+//! once the churn stops (no slot leaked); it prints RSS, threads and descriptors over the run. Without ASTCTI_SOAK_SECONDS (set
 //! by scripts/soak.sh) it does nothing, so `cargo bench` stays short.
 
 #[path = "../tests/common/mod.rs"]
@@ -86,6 +87,7 @@ fn churn(
     let mut held: Vec<(Instant, Client)> = Vec::new();
     let mut free: Vec<String> = users;
     let mut out: Vec<String> = Vec::new();
+    let mut last_noop = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         // Leave: the client QUITs or just drops the connection.
@@ -114,8 +116,16 @@ fn churn(
                 None => free.push(user),
             }
         }
-        for (_, c) in held.iter_mut() {
-            let _ = std::io::Write::write_all(&mut c.sock, b"NOOP\n");
+        // NOOP every 1.5 s, as the original client does (its replies are read and dropped).
+        if last_noop.elapsed() >= Duration::from_millis(1500) {
+            last_noop = Instant::now();
+            let mut sink = [0u8; 512];
+            for (_, c) in held.iter_mut() {
+                let _ = std::io::Write::write_all(&mut c.sock, b"NOOP\n");
+                let _ = c.sock.set_nonblocking(true);
+                while matches!(c.sock.read(&mut sink), Ok(n) if n > 0) {}
+                let _ = c.sock.set_nonblocking(false);
+            }
         }
         std::thread::sleep(Duration::from_millis(40));
     }
@@ -191,6 +201,7 @@ fn main() {
     let (mut last_sample, mut last_drop) = (start, start);
     let mut samples = vec![(0u64, sample(pid))];
     let mut drops = 0u64;
+    let mut last_steady_noop = start;
     let mut text = String::new();
     let mut buf = vec![0u8; 1 << 16];
     while start.elapsed() < Duration::from_secs(secs) {
@@ -202,7 +213,10 @@ fn main() {
             Ok(n) => text.push_str(std::str::from_utf8(&buf[..n]).unwrap()),
             Err(_) => {}
         }
-        let _ = std::io::Write::write_all(&mut steady.sock, b"NOOP\n");
+        if last_steady_noop.elapsed() >= Duration::from_millis(1500) {
+            last_steady_noop = Instant::now();
+            let _ = std::io::Write::write_all(&mut steady.sock, b"NOOP\n");
+        }
         if last_drop.elapsed() >= DROP_EVERY {
             replay.drop_connections();
             drops += 1;
@@ -281,7 +295,10 @@ fn main() {
         "soak: baseline before the churn: threads {}, descriptors {}",
         base.1, base.2
     );
-    let ok = partial.len() as u64 <= drops
+    // One leg in flight per AMI drop (the reconnect forgets nothing, but a drop in mid-frame loses
+    // that frame), and the call in progress when the run stops.
+    let allowed = drops + 1;
+    let ok = partial.len() as u64 <= allowed
         && whole > 0
         && final_.1 <= base.1 + 2
         // The login threads open their database connections as they are first needed.
