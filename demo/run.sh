@@ -1,38 +1,62 @@
 #!/usr/bin/env bash
 # The README's first command: from a fresh machine to a screen pop.
 #
-#   demo/run.sh           run the demo until Ctrl-C
-#   demo/run.sh --check   the same path without a terminal: exits 0 once the demo client has received
-#                         the Link with calldata 12345, non-zero (saying what failed) otherwise
+#   demo/run.sh                        run the demo until Ctrl-C
+#   demo/run.sh --check                the same path without a terminal: exits 0 once the demo client
+#                                      has received the Link with calldata 40401, non-zero (saying what
+#                                      failed) otherwise
+#   demo/run.sh --asterisk HOST:PORT   use a real Asterisk's AMI (configured from demo/asterisk/, see
+#                                      demo/README.md) instead of the recorded call
+#   demo/run.sh --ext EXT              the demo agent's EXT (default PJSIP/201, the agent phone of
+#                                      demo/asterisk/; SIP/201 for demo/asterisk-1.4/)
+#   demo/run.sh --help                 this text
 #
 # It builds the release binaries; makes sure a MariaDB runs on 127.0.0.1 (a private instance in
 # target/demo-mariadb, installed from Debian's packages if missing) with the cti table and the demo
-# agent test/test on SIP/201; starts astcti-server from target/demo with a demo AstCTIServer.xml; uses a
-# real Asterisk if its AMI answers on 127.0.0.1:5038 with ctimanager/ctimanager, otherwise starts
-# ami-replay playing a real recorded call to 100 (calldata 12345, Asterisk 20) in a loop; and connects
-# a demo client, as the agent, which prints every notification and the URL it would open.
+# agent test/test on PJSIP/201 (the agent phone of demo/asterisk/pjsip.conf); starts astcti-server
+# from target/demo with a demo AstCTIServer.xml; starts its own ami-replay playing a real recorded
+# call to 100 (Asterisk 22 with PJSIP: "Customer P" <0215552001>, calldata 40401) in a loop — or, with
+# --asterisk, connects to that Asterisk and waits for you to place the call; and connects a demo
+# client, as the agent, which prints every notification and the URL it would open.
+# It never uses whatever happens to answer on a well-known port unless told to.
 # Stops everything it started, and only that.
 #
-# Environment: ASTCTI_DEMO_DB_PORT (23307, or the next free port; below the ephemeral port range, which the tests' many client connections leave in TIME_WAIT), ASTCTI_DEMO_CTI_PORT (9000),
-# ASTCTI_DEMO_REPLAY_PORT (15038).
+# Ports (environment): ASTCTI_DEMO_DB_PORT (23307, or the next free port: below the ephemeral port
+# range), ASTCTI_DEMO_CTI_PORT (9000; --check moves to the next free one), ASTCTI_DEMO_REPLAY_PORT
+# (15038, or the next free one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 . scripts/mariadb.sh
 
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 check=no
-case "${1:-}" in
-  --check) check=yes ;;
-  "") ;;
-  *) echo "usage: demo/run.sh [--check]" >&2; exit 2 ;;
-esac
+asterisk=""
+ext_arg=""
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --check) check=yes ;;
+    --asterisk)
+      [ "$#" -ge 2 ] || { echo "demo/run.sh: --asterisk needs HOST:PORT" >&2; exit 2; }
+      asterisk="$2"; shift ;;
+    --ext)
+      [ "$#" -ge 2 ] || { echo "demo/run.sh: --ext needs an EXT such as SIP/201" >&2; exit 2; }
+      ext_arg="$2"; shift ;;
+    --help|-h) usage; exit 0 ;;
+    *) echo "demo/run.sh: unknown argument $1 (see demo/run.sh --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
 
 db_dir="$root/target/demo-mariadb"
 db_port="${ASTCTI_DEMO_DB_PORT:-23307}"
 cti_port="${ASTCTI_DEMO_CTI_PORT:-9000}"
 replay_port="${ASTCTI_DEMO_REPLAY_PORT:-15038}"
 demo_dir="$root/target/demo"
-capture="$root/tests/fixtures/ami/asterisk-20.20.1/a-inbound-100-answered.ami"
+capture="$root/tests/fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"
+calldata=40401
+agent_ext="${ext_arg:-PJSIP/201}"
+case "$agent_ext" in *[!A-Za-z0-9/_.@-]*|"") echo "demo/run.sh: --ext $agent_ext: letters, digits and / _ . @ - only" >&2; exit 2 ;; esac
 
 started_db=no
 server_pid=""
@@ -70,9 +94,11 @@ if ! mariadb_running "$db_dir"; then
 fi
 mariadb_start "$db_dir" "$db_port" || fail "MariaDB did not start (see $db_dir/error.log)"
 db_port="$MARIADB_PORT"
-echo "== loading sql/cti.sql into database 'cti' (agent 'test', password 'test', EXT SIP/201)"
+echo "== loading sql/cti.sql into database 'cti'; the demo agent: 'test', password 'test', EXT $agent_ext"
 mariadb_root "$db_dir" -e "CREATE DATABASE IF NOT EXISTS cti" || fail "creating the cti database"
 mariadb_root "$db_dir" cti < sql/cti.sql || fail "loading sql/cti.sql"
+mariadb_root "$db_dir" cti -e "DELETE FROM cti WHERE USERNAME = 'test' OR EXT = '$agent_ext';
+  INSERT INTO cti VALUES ('test', MD5('test'), NULL, '$agent_ext');" || fail "adding the demo agent"
 # The two accounts of docs/INSTALL.md: the server's reads; the clients' may write their own EXT.
 mariadb_root "$db_dir" <<SQL || fail "creating the database accounts"
 CREATE OR REPLACE USER 'cti'@'127.0.0.1' IDENTIFIED BY 'cti';
@@ -86,17 +112,22 @@ mkdir -p "$demo_dir/web"
 cp target/release/astcti-server "$demo_dir/"
 cp demo/web/index.html "$demo_dir/web/"
 
-if target/release/astcti-demo-client --probe-ami 127.0.0.1:5038 ctimanager ctimanager; then
-  ami_port=5038
-  echo "== an Asterisk answers on 127.0.0.1:5038 with the demo manager user: using it"
-  echo "   (call 100 from phone 200 or 202 and key five digits; the agent is SIP/201)"
+if [ -n "$asterisk" ]; then
+  ami_host="${asterisk%:*}"
+  ami_port="${asterisk##*:}"
+  target/release/astcti-demo-client --probe-ami "$asterisk" ctimanager ctimanager \
+    || fail "no Asterisk manager with user ctimanager/ctimanager answers on $asterisk (demo/README.md)"
+  echo "== using the Asterisk at $asterisk; waiting for a call: from phone 202 (or any phone in"
+  echo "   [astctidemo]) call 100, key five digits, answer on $agent_ext"
 else
+  ami_host=127.0.0.1
   ami_port="$replay_port"
+  while port_in_use "$ami_port"; do ami_port=$((ami_port + 1)); done
   pace=recorded
   [ "$check" = yes ] && pace=200
-  echo "== no Asterisk with the demo manager user on 127.0.0.1:5038: starting ami-replay on 127.0.0.1:$ami_port"
-  echo "   playing a real Asterisk 20 call in a loop: \"Customer A\" <0215550100> calls 100, keys 12345,"
-  echo "   the agent's phone SIP/201 rings and answers (a call about every 12 s)"
+  echo "== starting ami-replay (the demo's own Asterisk stand-in) on 127.0.0.1:$ami_port"
+  echo "   playing a real Asterisk 22 call in a loop: \"Customer P\" <0215552001> calls 100, keys"
+  echo "   $calldata, the agent's phone $agent_ext rings and answers (a call about every 12 s)"
   target/release/ami-replay --listen "127.0.0.1:$ami_port" --pace "$pace" --times 0 --rewrite-ids \
     --quiet "$capture" 2>"$demo_dir/ami-replay.log" &
   replay_pid=$!
@@ -108,6 +139,7 @@ else
 fi
 
 sed -e "s|<add key=\"MYSQL_TIMEOUT\"|<add key=\"MYSQL_PORT\" value=\"$db_port\" />\n\t\t\t<add key=\"MYSQL_TIMEOUT\"|" \
+    -e "s|<add key=\"MANAGER_HOST\" value=\"127.0.0.1\"/>|<add key=\"MANAGER_HOST\" value=\"$ami_host\" />|" \
     -e "s|<add key=\"MANAGER_PORT\" value=\"5038\" />|<add key=\"MANAGER_PORT\" value=\"$ami_port\" />|" \
     -e "s|<add key=\"CTI_SERVER_LISTEN_PORT\" value=\"9000\" />|<add key=\"CTI_SERVER_LISTEN_PORT\" value=\"$cti_port\" />|" \
     AstCTIServer.xml > "$demo_dir/AstCTIServer.xml"
@@ -123,14 +155,14 @@ done
 grep -q "CTI server listening on" "$demo_dir/server.log" || fail "astcti-server did not start listening"
 
 url="file://$demo_dir/web/index.html?callerid={CALLERID}&callername={CALLERNAME}&calldata={CALLDATA}&channel={CHANNEL}&uniqueid={UNIQUEID}"
-echo "== the demo agent logs in (user test, password test, EXT SIP/201) and waits for calls"
+echo "== the demo agent logs in (user test, password test, EXT $agent_ext) and waits for calls"
 echo "   RINGING = the caller-ID popup, ANSWERED = the screen pop: the URL the client opens"
 echo
 if [ "$check" = yes ]; then
   target/release/astcti-demo-client --server "127.0.0.1:$cti_port" --url "$url" \
-    --until-link 12345 --timeout 60 || fail "the demo client did not receive the Link with calldata 12345"
+    --until-link "$calldata" --timeout 60 || fail "the demo client did not receive the Link with calldata $calldata"
   echo
-  echo "demo: OK: the agent received the screen pop with calldata 12345"
+  echo "demo: OK: the agent received the screen pop with calldata $calldata"
 else
   target/release/astcti-demo-client --server "127.0.0.1:$cti_port" --url "$url" || true
 fi

@@ -3,6 +3,8 @@
 -- Load it into the database named by MYSQL_DBMS, e.g.:
 --   mariadb -u root -e "CREATE DATABASE IF NOT EXISTS cti"
 --   mariadb -u root cti < sql/cti.sql
+-- It is safe on an existing AstCTI database: the table is created only if it does not exist, nothing
+-- is dropped and no account is added (the original's dump dropped the table and added test/test).
 --
 -- Two MySQL accounts are recommended, as the original README did:
 --   * the server's (MYSQL_USER/MYSQL_PASS): it only reads the table:
@@ -16,8 +18,7 @@
 -- HOST = never used (may be NULL); EXT = the channel prefix the agent answers on, e.g. SIP/201,
 -- PJSIP/201 or Agent/1001 (written by the client; a login with a NULL or empty EXT is refused).
 
-DROP TABLE IF EXISTS `cti`;
-CREATE TABLE `cti` (
+CREATE TABLE IF NOT EXISTS `cti` (
   `USERNAME` varchar(255) default NULL,
   `SECRET` varchar(255) default NULL,
   `HOST` varchar(255) default NULL,
@@ -26,7 +27,5 @@ CREATE TABLE `cti` (
   UNIQUE KEY `EXT` (`EXT`)
 ) ENGINE=MyISAM DEFAULT CHARSET=utf8;
 
--- The example user of the original: 'test' with password 'test' (MD5 098f6bcd4621d373cade4e832627b4f6).
--- The original dump gave it EXT 'SIP/300'; here it is the demo operator's phone, SIP/201.
-INSERT INTO `cti` (`USERNAME`,`SECRET`,`HOST`,`EXT`)
-  VALUES ('test','098f6bcd4621d373cade4e832627b4f6','0.0.0.0','SIP/201');
+-- Agents are added by you, one row each, with their own password, e.g.:
+--   INSERT INTO cti VALUES ('alice', MD5('her password'), NULL, 'PJSIP/201');
