@@ -79,6 +79,7 @@ pub fn main() -> i32 {
         Some(&config.logging.directory),
         config.logging.level,
         opts.debug,
+        config.logging.keep_days,
     ) {
         eprintln!("astcti-server: {} (DIRECTORY): {e}", config.file.display());
         return EXIT_CONFIG;
@@ -105,6 +106,7 @@ pub fn main() -> i32 {
     };
     run(
         &config,
+        &opts,
         RunOptions {
             dumpconfig: opts.dumpconfig,
             record,
@@ -112,10 +114,10 @@ pub fn main() -> i32 {
     )
 }
 
-/// Raises the descriptor limit and fits `CTI_MAX_CLIENTS` (plus `CTI_MAX_PENDING`) into it, saying so.
-fn fit_to_descriptors(config: &Config) -> Config {
+/// Fits `CTI_MAX_CLIENTS` (plus `CTI_MAX_PENDING`) into the descriptor limit, saying so.
+fn fit_to_descriptors(config: &Config, limit: Option<u64>) -> Config {
     let mut config = config.clone();
-    let Some(limit) = crate::fdlimit::raise() else {
+    let Some(limit) = limit else {
         return config;
     };
     let c = &mut config.cti;
@@ -146,19 +148,76 @@ fn fit_to_descriptors(config: &Config) -> Config {
     config
 }
 
-fn run(config: &Config, opts: RunOptions) -> i32 {
+/// SIGHUP: reopens the log file, reads the file again and applies what can change without a
+/// restart; says what changed and what needs a restart. A broken file changes nothing.
+fn reload(cli: &Options, running: &mut Config, server: &Server, limit: Option<u64>) {
+    crate::logging::reopen();
+    log::info!(
+        "reload (SIGHUP): log file reopened; reading {}",
+        running.file.display()
+    );
+    let new = match load_config(cli) {
+        Ok((c, warnings)) => {
+            for w in &warnings {
+                log::warn!("reload (SIGHUP): {w}");
+            }
+            fit_to_descriptors(&c, limit)
+        }
+        Err(e) => {
+            log::error!("reload (SIGHUP): {e}; the running configuration is kept");
+            return;
+        }
+    };
+    let changes = running.changes(&new);
+    if changes.is_empty() {
+        log::info!("reload (SIGHUP): no setting changed");
+        return;
+    }
+    for c in &changes {
+        if c.reloadable {
+            log::info!("reload (SIGHUP): {} {} -> {}", c.key, c.old, c.new);
+        } else {
+            log::warn!(
+                "reload (SIGHUP): {} changed in the file ({} -> {}) but takes effect only after a \
+                 restart; still {}",
+                c.key,
+                c.old,
+                c.new,
+                c.old
+            );
+        }
+    }
+    // Only the reloadable settings (config::RELOADABLE) are taken from the new file.
+    let mut applied = running.clone();
+    applied.logging.level = new.logging.level;
+    let (a, n) = (&mut applied.cti, &new.cti);
+    a.client_timeout = n.client_timeout;
+    a.keepalive = n.keepalive;
+    a.login_timeout = n.login_timeout;
+    a.originate_contexts = n.originate_contexts.clone();
+    a.client_queue_bytes = n.client_queue_bytes;
+    a.client_write_timeout = n.client_write_timeout;
+    a.max_clients = n.max_clients;
+    a.max_pending = n.max_pending;
+    a.max_pending_per_ip = n.max_pending_per_ip;
+    crate::logging::set_mask(applied.logging.level);
+    server.apply(&applied);
+    *running = applied;
+}
+
+fn run(config: &Config, cli: &Options, opts: RunOptions) -> i32 {
     log::info!(
         "astcti-server {} starting with {}",
         env!("CARGO_PKG_VERSION"),
         config.file.display()
     );
-    let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);
-    if let Err(e) = ctrlc::set_handler(move || {
-        let _ = signal_tx.try_send(());
-    }) {
-        log::error!("cannot install the signal handler: {e}");
-        return EXIT_UNAVAILABLE;
-    }
+    let signals = match crate::signals::install() {
+        Ok(rx) => rx,
+        Err(e) => {
+            log::error!("{e}");
+            return EXIT_UNAVAILABLE;
+        }
+    };
     let db = &config.database;
     let store = match MysqlStore::connect(db) {
         Ok((store, version)) => {
@@ -182,7 +241,8 @@ fn run(config: &Config, opts: RunOptions) -> i32 {
             return EXIT_UNAVAILABLE;
         }
     };
-    let config = fit_to_descriptors(config);
+    let limit = crate::fdlimit::raise();
+    let mut config = fit_to_descriptors(config, limit);
     let server = match Server::start(&config, Arc::new(store), opts) {
         Ok(s) => s,
         Err(e) => {
@@ -190,7 +250,9 @@ fn run(config: &Config, opts: RunOptions) -> i32 {
             return EXIT_UNAVAILABLE;
         }
     };
-    let _ = signal_rx.recv();
+    while let Ok(crate::signals::Signal::Reload) = signals.recv() {
+        reload(cli, &mut config, &server, limit);
+    }
     log::info!("signal received: shutting down");
     server.stop();
     log::info!("astcti-server stopped");

@@ -68,6 +68,8 @@ pub struct LoggingConfig {
     pub level: u32,
     /// `STATS_INTERVAL`: seconds between statistics lines; zero = off.
     pub stats_interval: Duration,
+    /// `LOG_KEEP_DAYS`: daily files older than this are deleted; zero = keep all.
+    pub keep_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +139,13 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
     ),
     (
         "logging",
-        &["ACTIVE", "DIRECTORY", "LOG_LEVEL", "STATS_INTERVAL"],
+        &[
+            "ACTIVE",
+            "DIRECTORY",
+            "LOG_LEVEL",
+            "STATS_INTERVAL",
+            "LOG_KEEP_DAYS",
+        ],
     ),
     (
         "manager",
@@ -207,71 +215,6 @@ impl Config {
         let config = reader.build(file, app_dir)?;
         Ok((config, warnings))
     }
-
-    /// Human-readable effective configuration with passwords masked (for `--check-config`).
-    pub fn describe(&self) -> String {
-        let d = &self.database;
-        let l = &self.logging;
-        let m = &self.manager;
-        let c = &self.cti;
-        let contexts = if c.originate_contexts.is_empty() {
-            "(any)".to_string()
-        } else {
-            c.originate_contexts.join(",")
-        };
-        let lines = [
-            format!("file = {}", self.file.display()),
-            "[database]".into(),
-            format!("MYSQL_HOST = {}", d.host),
-            format!("MYSQL_PORT = {}", d.port),
-            format!("MYSQL_USER = {}", d.user),
-            format!("MYSQL_PASS = {}", mask(&d.pass)),
-            format!("MYSQL_DBMS = {}", d.dbms),
-            format!("MYSQL_TIMEOUT = {}", d.timeout.as_secs()),
-            format!("MYSQL_RETRY_TIMES = {}", d.retry_times),
-            format!("MYSQL_RETRY_WAIT = {}", d.retry_wait.as_secs()),
-            format!("MYSQL_POOL_SIZE = {}", d.pool_size),
-            "[logging]".into(),
-            format!("ACTIVE = {} (ignored, as in the original)", l.active),
-            format!("DIRECTORY = {}", l.directory.display()),
-            format!("LOG_LEVEL = {}", l.level),
-            format!("STATS_INTERVAL = {}", l.stats_interval.as_secs()),
-            "[manager]".into(),
-            format!("SOCKET_TIMEOUT = {}", m.socket_timeout.as_secs()),
-            format!("MANAGER_HOST = {}", m.host),
-            format!("MANAGER_PORT = {}", m.port),
-            format!("MANAGER_USER = {}", m.user),
-            format!("MANAGER_PASS = {}", mask(&m.pass)),
-            format!("MANAGER_QUEUE_BYTES = {}", m.queue_bytes),
-            format!("MANAGER_LEG_MAX_AGE = {}", m.leg_max_age.as_secs()),
-            "[ctiserver]".into(),
-            format!("CTI_CLIENT_TIMEOUT = {}", c.client_timeout.as_secs()),
-            format!("CTI_CLIENT_KEEPALIVE = {}", c.keepalive),
-            format!("CTI_SERVER_LISTEN_IP = {}", c.listen_ip),
-            format!("CTI_SERVER_LISTEN_PORT = {}", c.listen_port),
-            format!("CTI_MAX_CLIENTS = {}", c.max_clients),
-            format!("CTI_LOGIN_TIMEOUT = {}", c.login_timeout.as_secs()),
-            format!("CTI_ORIGINATE_CONTEXTS = {contexts}"),
-            format!("CTI_CLIENT_QUEUE_BYTES = {}", c.client_queue_bytes),
-            format!(
-                "CTI_CLIENT_WRITE_TIMEOUT = {}",
-                c.client_write_timeout.as_secs()
-            ),
-            format!("CTI_MAX_PENDING = {}", c.max_pending),
-            format!("CTI_MAX_PENDING_PER_IP = {}", c.max_pending_per_ip),
-        ];
-        let mut out = lines.join("\n");
-        out.push('\n');
-        out
-    }
-}
-
-fn mask(secret: &str) -> &'static str {
-    if secret.is_empty() {
-        "(empty)"
-    } else {
-        "********"
-    }
 }
 
 /// Replaces `{APPLICATION_DIR}` and `{FILE_SEPARATOR}` (spec §1.3).
@@ -285,7 +228,10 @@ pub fn expand_path(value: &str, app_dir: &Path) -> PathBuf {
     )
 }
 
+mod describe;
 mod reader;
+
+pub use describe::{Change, RELOADABLE};
 
 use reader::Reader;
 

@@ -22,5 +22,6 @@ pub mod registry;
 pub mod replay;
 pub mod route;
 pub mod server;
+pub mod signals;
 pub mod stats;
 pub mod store;

@@ -59,7 +59,7 @@ pub fn run(listener: TcpListener, ctx: WorkerContext, stop: Arc<AtomicBool>) {
                 if let Some(more) = refusals.hit(Instant::now()) {
                     log::warn!(
                         "client limit ({}) reached: connection from {peer} closed{}",
-                        ctx.max_clients,
+                        ctx.settings().max_clients,
                         Throttle::since(more)
                     );
                 }

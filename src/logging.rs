@@ -4,20 +4,24 @@
 //! `yyyy-MM-dd HH:mm:ss - TAG: message`, with the original's tags and its `LOG_LEVEL` bit mask
 //! (spec §1.4): Info 0x1, Notice 0x2, Warning 0x4, Error 0x8, Fatal 0x10, Debug 0x20, DebugSocket 0x40.
 //! A record is written iff its bit is set in the mask. The file stays open and is switched at midnight
-//! (the original reopened it for every line). stderr goes through simplelog's `TermLogger`
-//! (level = the highest enabled level, at least errors; everything with `--debug`).
+//! (the original reopened it for every line); files older than `LOG_KEEP_DAYS` are deleted at startup
+//! and at each day's switch; files are created 0640 (they hold callers' numbers and names). stderr
+//! (`stderr`): `yyyy-MM-dd HH:mm:ss [LEVEL] message`, or, when it is the systemd journal
+//! (`JOURNAL_STREAM` set), `<priority>message` with syslog priorities and no timestamp of its own;
+//! its level is the mask's (at least errors, at most Info under journald, whose file already has the
+//! trace; everything with `--debug`). Both loggers read the mask from [`Control`], which SIGHUP
+//! changes ([`set_mask`], [`reopen`]). The two are combined with simplelog's `CombinedLogger`.
 //!
 //! Rust log levels map to the original ones: error → Error (target `fatal` → Fatal), warn → Warning,
 //! info → Info (target `notice` → Notice), debug → Debug, trace → DebugSocket (raw socket traffic).
 //! Secrets are never passed to the logger by any module.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
-use simplelog::{ColorChoice, CombinedLogger, SharedLogger, TermLogger, TerminalMode};
+use log::{Level, LevelFilter};
+use simplelog::{CombinedLogger, SharedLogger};
 use time::{OffsetDateTime, UtcOffset};
 
 pub const INFO: u32 = 0x1;
@@ -125,128 +129,104 @@ impl Throttle {
     }
 }
 
-struct Open {
-    name: String,
-    file: File,
-}
-
-/// Writes records to the day's file in `dir`, filtered by the original bit mask.
-pub struct DailyFileLogger {
-    dir: PathBuf,
-    mask: u32,
-    offset: UtcOffset,
-    open: Mutex<Option<Open>>,
-    config: simplelog::Config,
-}
-
-impl DailyFileLogger {
-    pub fn new(dir: &Path, mask: u32, offset: UtcOffset) -> Self {
-        DailyFileLogger {
-            dir: dir.to_path_buf(),
-            mask,
-            offset,
-            open: Mutex::new(None),
-            config: simplelog::Config::default(),
-        }
-    }
-
-    fn write_line(&self, now: OffsetDateTime, line: &str) {
-        let name = file_name(now);
-        let Ok(mut guard) = self.open.lock() else {
-            return;
-        };
-        if guard.as_ref().map(|o| o.name != name).unwrap_or(true) {
-            let path = self.dir.join(&name);
-            match OpenOptions::new().create(true).append(true).open(&path) {
-                Ok(file) => *guard = Some(Open { name, file }),
-                Err(e) => {
-                    eprintln!("cannot open log file {}: {e}", path.display());
-                    *guard = None;
-                    return;
-                }
-            }
-        }
-        if let Some(open) = guard.as_mut() {
-            // A full disk must not stop the server; the line still reaches stderr.
-            let _ = writeln!(open.file, "{line}");
-        }
-    }
-}
-
-impl Log for DailyFileLogger {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        let (bit, _) = classify(metadata.level(), metadata.target());
-        self.mask & bit != 0
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        let (bit, tag) = classify(record.level(), record.target());
-        if self.mask & bit == 0 {
-            return;
-        }
-        let now = OffsetDateTime::now_utc().to_offset(self.offset);
-        self.write_line(now, &format_line(now, tag, &record.args().to_string()));
-    }
-
-    fn flush(&self) {
-        if let Ok(mut guard) = self.open.lock() {
-            if let Some(open) = guard.as_mut() {
-                let _ = open.file.flush();
-            }
-        }
-    }
-}
-
-impl SharedLogger for DailyFileLogger {
-    fn level(&self) -> LevelFilter {
-        max_level(self.mask)
-    }
-
-    fn config(&self) -> Option<&simplelog::Config> {
-        Some(&self.config)
-    }
-
-    fn as_log(self: Box<Self>) -> Box<dyn Log> {
-        self
-    }
-}
-
 /// The local UTC offset; must be called while the process has one thread (before ctrlc, AMI, …).
 pub fn local_offset() -> UtcOffset {
     UtcOffset::current_local_offset().unwrap_or(UtcOffset::UTC)
 }
 
-/// Installs the file logger (if `dir` is given) and the stderr logger. `debug` = `--debug`.
-pub fn init(dir: Option<&Path>, mask: u32, debug: bool) -> Result<(), String> {
+/// What can change while the server runs (SIGHUP): the `LOG_LEVEL` mask, and a request to reopen
+/// the log file (after logrotate moved it, or the directory was cleaned). Shared by both loggers.
+#[derive(Debug)]
+pub struct Control {
+    mask: AtomicU32,
+    reopen: AtomicBool,
+    /// `--debug`: stderr shows every level whatever the mask.
+    debug: bool,
+    /// stderr is the systemd journal (`JOURNAL_STREAM` is set).
+    journal: bool,
+}
+
+static CONTROL: OnceLock<Arc<Control>> = OnceLock::new();
+
+impl Control {
+    pub fn mask(&self) -> u32 {
+        self.mask.load(Ordering::Relaxed)
+    }
+
+    /// The most verbose level stderr shows: the mask's, at least errors (journald and the Task
+    /// Scheduler history always get them); under journald at most Info, because the file already
+    /// has the Debug/DebugSocket trace (it would be written twice); everything with `--debug`.
+    pub fn stderr_level(&self) -> LevelFilter {
+        if self.debug {
+            return LevelFilter::Trace;
+        }
+        let level = max_level(self.mask()).max(LevelFilter::Error);
+        if self.journal {
+            level.min(LevelFilter::Info)
+        } else {
+            level
+        }
+    }
+
+    fn max_level(&self) -> LevelFilter {
+        self.stderr_level().max(max_level(self.mask()))
+    }
+}
+
+/// The running logger's control, if `init` has run.
+pub fn control() -> Option<Arc<Control>> {
+    CONTROL.get().cloned()
+}
+
+/// Applies a new `LOG_LEVEL` mask to both loggers.
+pub fn set_mask(mask: u32) {
+    if let Some(c) = control() {
+        c.mask.store(mask, Ordering::Relaxed);
+        log::set_max_level(c.max_level());
+    }
+}
+
+/// Asks the file logger to reopen its file before the next line.
+pub fn reopen() {
+    if let Some(c) = control() {
+        c.reopen.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Installs the file logger (if `dir` is given, keeping `keep_days` days of files; 0 = all) and the
+/// stderr logger. `debug` = `--debug`.
+pub fn init(dir: Option<&Path>, mask: u32, debug: bool, keep_days: u32) -> Result<(), String> {
     let offset = local_offset();
-    // Errors always reach stderr (journald, the Task Scheduler's history), whatever LOG_LEVEL says.
-    let term_level = if debug {
-        LevelFilter::Trace
-    } else {
-        max_level(mask).max(LevelFilter::Error)
-    };
-    let term_config = simplelog::ConfigBuilder::new()
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off)
-        .set_time_offset(offset)
-        .set_time_format_custom(simplelog::format_description!(
-            "[year]-[month]-[day] [hour]:[minute]:[second]"
-        ))
-        .build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![TermLogger::new(
-        term_level,
-        term_config,
-        TerminalMode::Stderr,
-        ColorChoice::Never,
-    )];
+    let ctl = Arc::new(Control {
+        mask: AtomicU32::new(mask),
+        reopen: AtomicBool::new(false),
+        debug,
+        journal: std::env::var_os("JOURNAL_STREAM").is_some(),
+    });
+    let mut loggers: Vec<Box<dyn SharedLogger>> =
+        vec![Box::new(StderrLogger::new(ctl.clone(), offset))];
     if let Some(dir) = dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create log directory {}: {e}", dir.display()))?;
-        loggers.push(Box::new(DailyFileLogger::new(dir, mask, offset)));
+        loggers.push(Box::new(DailyFileLogger::new(
+            dir,
+            ctl.clone(),
+            offset,
+            keep_days,
+        )));
     }
-    CombinedLogger::init(loggers).map_err(|e| format!("cannot install the logger: {e}"))
+    let level = ctl.max_level();
+    let _ = CONTROL.set(ctl);
+    CombinedLogger::init(loggers).map_err(|e| format!("cannot install the logger: {e}"))?;
+    log::set_max_level(level);
+    Ok(())
 }
+
+mod file;
+mod stderr;
+
+pub use file::{expired_files, DailyFileLogger};
+pub use stderr::StderrLogger;
 
 #[cfg(test)]
 mod tests {
@@ -290,35 +270,5 @@ mod tests {
         assert_eq!(max_level(ERROR), LevelFilter::Error);
         assert_eq!(max_level(WARNING | ERROR), LevelFilter::Warn);
         assert_eq!(max_level(0), LevelFilter::Off);
-    }
-
-    #[test]
-    fn file_logger_filters_by_bit_mask_and_writes_the_days_file() {
-        let dir = std::env::temp_dir().join(format!("astcti-log-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Error only (0x8): warnings and infos are dropped even though they are "less" verbose.
-        let logger = DailyFileLogger::new(&dir, ERROR | DEBUG, UtcOffset::UTC);
-        let rec = |level, target, msg| {
-            logger.log(
-                &Record::builder()
-                    .level(level)
-                    .target(target)
-                    .args(format_args!("{msg}"))
-                    .build(),
-            )
-        };
-        rec(Level::Error, "astcti", "boom");
-        rec(Level::Warn, "astcti", "not written");
-        rec(Level::Info, "astcti", "not written");
-        rec(Level::Debug, "astcti", "details");
-        logger.flush();
-        let name = file_name(OffsetDateTime::now_utc());
-        let text = std::fs::read_to_string(dir.join(name)).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2, "{text}");
-        assert!(lines[0].ends_with(" - ERROR: boom"), "{text}");
-        assert!(lines[1].ends_with(" - DEBUG : details"), "{text}");
-        assert_eq!(lines[0].len(), "2008-11-22 09:05:07 - ERROR: boom".len());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

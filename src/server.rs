@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -17,7 +17,7 @@ use crate::admission::{Limits, Slots};
 use crate::ami::link::{self, Backlog, LinkChannels, LinkConfig};
 use crate::ami::session::SessionConfig;
 use crate::config::Config;
-use crate::cti::worker::WorkerContext;
+use crate::cti::worker::{ClientSettings, SharedSettings, WorkerContext};
 use crate::dispatcher::{self, DispatcherChannels, Settings};
 use crate::listener;
 use crate::stats::Counters;
@@ -38,6 +38,8 @@ pub struct RunOptions {
 
 pub struct Server {
     addr: SocketAddr,
+    slots: Arc<Slots>,
+    settings: SharedSettings,
     stop_accepting: Arc<AtomicBool>,
     stop: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -143,19 +145,15 @@ impl Server {
         let db = &config.database;
         let (logins, _db_threads) =
             store::start_logins(store, db.pool_size, db.timeout, counters.clone())?;
-        let c = &config.cti;
+        let settings: SharedSettings = Arc::new(Mutex::new(Arc::new(ClientSettings::from_config(
+            &config.cti,
+        ))));
         let ctx = WorkerContext {
             logins,
             events: events_tx,
-            slots,
+            slots: slots.clone(),
             counters,
-            client_timeout: c.client_timeout,
-            login_timeout: c.login_timeout,
-            keepalive: c.keepalive,
-            originate_contexts: c.originate_contexts.clone(),
-            queue_bytes: c.client_queue_bytes,
-            write_timeout: c.client_write_timeout,
-            max_clients: c.max_clients,
+            settings: settings.clone(),
         };
         let stop_accepting = Arc::new(AtomicBool::new(false));
         let flag = stop_accepting.clone();
@@ -163,11 +161,21 @@ impl Server {
         log::info!("CTI server listening on {addr}");
         Ok(Server {
             addr,
+            slots,
+            settings,
             stop_accepting,
             stop: Some(stop_tx),
             threads,
             listener,
         })
+    }
+
+    /// Applies the reloadable settings of `config` (SIGHUP): admission limits now, client settings
+    /// to the connections accepted from now on.
+    pub fn apply(&self, config: &Config) {
+        self.slots.set_limits(limits(config));
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(ClientSettings::from_config(&config.cti));
     }
 
     /// Stops accepting, closes every client and the AMI session, joins every thread.

@@ -138,8 +138,7 @@ fn an_existing_installs_exe_config_beside_the_binary_is_used_unchanged() {
     let out = Command::new(&bin)
         .arg("--check-config")
         .current_dir(&elsewhere)
-        .output()
-        .unwrap();
+        .output_retrying_busy();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -161,9 +160,28 @@ fn an_existing_installs_exe_config_beside_the_binary_is_used_unchanged() {
     let out = Command::new(&bin)
         .arg("--check-config")
         .current_dir(&elsewhere)
-        .output()
-        .unwrap();
+        .output_retrying_busy();
     assert!(String::from_utf8_lossy(&out.stdout).contains("CTI_SERVER_LISTEN_PORT = 9000"));
     std::fs::remove_dir_all(&install).unwrap();
     std::fs::remove_dir_all(&elsewhere).unwrap();
+}
+
+/// `Command::output`, retried while the kernel says "text file busy": a binary copied a moment ago can
+/// still be open for writing in a child another test thread was forking at that instant.
+trait OutputRetryingBusy {
+    fn output_retrying_busy(&mut self) -> std::process::Output;
+}
+
+impl OutputRetryingBusy for Command {
+    fn output_retrying_busy(&mut self) -> std::process::Output {
+        for _ in 0..50 {
+            match self.output() {
+                Err(e) if e.raw_os_error() == Some(26) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                other => return other.unwrap(),
+            }
+        }
+        self.output().unwrap()
+    }
 }

@@ -302,11 +302,17 @@ fn windows_task_is_valid_xml_with_what_a_service_needs() {
 fn the_demo_agent_is_the_demo_phone_and_the_check_never_uses_a_stray_pbx() {
     let pj = conf("demo/asterisk/pjsip.conf");
     let bind = value(&section(&pj, "transport-udp"), "bind").unwrap();
-    assert!(!bind.starts_with("0.0.0.0"), "binds every interface: {bind}");
+    assert!(
+        !bind.starts_with("0.0.0.0"),
+        "binds every interface: {bind}"
+    );
     assert_eq!(value(&section(&pj, "aor"), "max_contacts"), Some("1"));
     assert!(pj.iter().any(|(n, _)| n == "201"), "endpoint 201");
     let run = read("demo/run.sh");
-    assert!(run.contains("agent_ext=\"${ext_arg:-PJSIP/201}\""), "PJSIP/201 by default");
+    assert!(
+        run.contains("agent_ext=\"${ext_arg:-PJSIP/201}\""),
+        "PJSIP/201 by default"
+    );
     assert!(
         run.contains("asterisk-22.10.1/a-inbound-100-answered.ami"),
         "the recorded call rings PJSIP/201"

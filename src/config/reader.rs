@@ -330,6 +330,7 @@ impl<'a> Reader<'a> {
             directory: expand_path(&dir, app_dir),
             level: self.int("logging", "LOG_LEVEL", Some(31), 0, 255)? as u32,
             stats_interval: self.secs("logging", "STATS_INTERVAL", 300, 0)?,
+            keep_days: self.int("logging", "LOG_KEEP_DAYS", Some(30), 0, 36_500)? as u32,
         };
         let manager = ManagerConfig {
             socket_timeout: self.secs("manager", "SOCKET_TIMEOUT", 120, 1)?,

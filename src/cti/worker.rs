@@ -14,7 +14,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -64,13 +64,10 @@ pub enum ClientEvent {
     },
 }
 
-/// What every client thread needs; cloned per connection.
-#[derive(Clone)]
-pub struct WorkerContext {
-    pub logins: Logins,
-    pub events: Sender<ClientEvent>,
-    pub slots: Arc<Slots>,
-    pub counters: Arc<Counters>,
+/// The `ctiserver` settings a connection runs with: taken when it is accepted, so that a SIGHUP
+/// reload changes them for the connections that come after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
     pub client_timeout: Duration,
     pub login_timeout: Duration,
     pub keepalive: u32,
@@ -79,6 +76,43 @@ pub struct WorkerContext {
     pub write_timeout: Duration,
     /// `CTI_MAX_CLIENTS` in force (for log lines).
     pub max_clients: usize,
+}
+
+impl ClientSettings {
+    pub fn from_config(c: &crate::config::CtiConfig) -> Self {
+        ClientSettings {
+            client_timeout: c.client_timeout,
+            login_timeout: c.login_timeout,
+            keepalive: c.keepalive,
+            originate_contexts: c.originate_contexts.clone(),
+            queue_bytes: c.client_queue_bytes,
+            write_timeout: c.client_write_timeout,
+            max_clients: c.max_clients,
+        }
+    }
+}
+
+/// Settings every thread reads and a reload replaces.
+pub type SharedSettings = Arc<Mutex<Arc<ClientSettings>>>;
+
+/// What every client thread needs; cloned per connection.
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub logins: Logins,
+    pub events: Sender<ClientEvent>,
+    pub slots: Arc<Slots>,
+    pub counters: Arc<Counters>,
+    pub settings: SharedSettings,
+}
+
+impl WorkerContext {
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<ClientSettings> {
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 struct WorkerEnv<'a> {
@@ -225,10 +259,11 @@ pub fn serve(id: ClientId, sock: Arc<TcpStream>, peer: SocketAddr, ctx: WorkerCo
         sock: sock.clone(),
         writer: None,
     };
-    let _ = sock.set_write_timeout(Some(ctx.write_timeout));
+    let settings = ctx.settings();
+    let _ = sock.set_write_timeout(Some(settings.write_timeout));
     let _ = sock.set_nodelay(true);
-    set_keepalive(&sock, ctx.keepalive);
-    let (queue, rx) = out_queue(ctx.queue_bytes);
+    set_keepalive(&sock, settings.keepalive);
+    let (queue, rx) = out_queue(settings.queue_bytes);
     let (wsock, counters) = (sock.clone(), ctx.counters.clone());
     let spawned = thread::Builder::new()
         .name(format!("client-{id}-w"))
@@ -252,7 +287,7 @@ pub fn serve(id: ClientId, sock: Arc<TcpStream>, peer: SocketAddr, ctx: WorkerCo
     };
     if ctx.events.send(connected).is_ok() {
         log::info!("client-{id} connected from {peer}");
-        read_loop(id, &sock, &queue, &ctx, started);
+        read_loop(id, &sock, &queue, &ctx, &settings, started);
     }
     drop(queue);
     drop(leave);
@@ -263,24 +298,28 @@ fn read_loop(
     sock: &TcpStream,
     queue: &OutQueue,
     ctx: &WorkerContext,
+    settings: &ClientSettings,
     started: Instant,
 ) {
-    let login_deadline = started + ctx.login_timeout;
-    let mut session = Session::with_originate_contexts(ctx.originate_contexts.clone());
+    let login_deadline = started + settings.login_timeout;
+    let mut session = Session::with_originate_contexts(settings.originate_contexts.clone());
     let mut lines = LineBuffer::new(MAX_LINE);
     let mut buf = [0u8; 4096];
     let mut reader = sock;
     loop {
         // Before login the login deadline may come first; after it only silence counts.
         let (timeout, login_wait) = if session.is_authenticated() {
-            (ctx.client_timeout, false)
+            (settings.client_timeout, false)
         } else {
             let left = login_deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 log::info!("client-{id}: no login within the timeout: closing");
                 return;
             }
-            (left.min(ctx.client_timeout), left <= ctx.client_timeout)
+            (
+                left.min(settings.client_timeout),
+                left <= settings.client_timeout,
+            )
         };
         let _ = sock.set_read_timeout(Some(timeout));
         let n = match reader.read(&mut buf) {
