@@ -92,6 +92,10 @@ pub struct Options {
     pub stats_interval: Option<u32>,
     /// MYSQL_TIMEOUT (default 5).
     pub mysql_timeout: Option<u32>,
+    /// Extra environment variables for the server process.
+    pub env: Vec<(&'static str, String)>,
+    /// Files to create in the log directory before the server starts (name, contents).
+    pub log_files: Vec<(String, String)>,
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -171,10 +175,18 @@ impl Server {
     pub fn start_with(opts: Options) -> Server {
         let dir = temp_dir("srv");
         let config = write_config(&dir, &opts);
+        if !opts.log_files.is_empty() {
+            let logs = dir.join("logs");
+            std::fs::create_dir_all(&logs).expect("log dir");
+            for (name, text) in &opts.log_files {
+                std::fs::write(logs.join(name), text).expect("log file");
+            }
+        }
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(&config)
             .args(&opts.args)
+            .envs(opts.env.iter().map(|(k, v)| (*k, v.as_str())))
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
