@@ -27,8 +27,18 @@ pub fn load_config(opts: &Options) -> Result<(Config, Vec<String>), String> {
     let app_dir = exe_dir();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let path = config::locate(opts.config.as_deref(), &app_dir, &cwd)?;
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: cannot read the configuration: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::InvalidData {
+            " (the file is not UTF-8: save it as UTF-8 — a Windows editor may have saved it as \
+             ANSI/Latin-1)"
+        } else {
+            ""
+        };
+        format!(
+            "{}: cannot read the configuration: {e}{hint}",
+            path.display()
+        )
+    })?;
     Config::from_xml(&text, &path, &app_dir).map_err(|e| e.to_string())
 }
 

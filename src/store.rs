@@ -46,6 +46,51 @@ const QUEUE_PER_THREAD: usize = 4;
 pub struct MysqlStore {
     pool: Pool,
     checkout_timeout: Duration,
+    /// `user@host:port/db`, the keys' values for the error messages.
+    cfg: DatabaseConfig,
+}
+
+/// A database error in words, with the configuration keys (or the SQL) that fix it.
+pub fn explain(e: &mysql::Error, cfg: &DatabaseConfig) -> String {
+    use mysql::{DriverError, Error};
+    let at = format!("{}:{}", cfg.host, cfg.port);
+    let io = |k: std::io::ErrorKind, what: &str| {
+        match k {
+        std::io::ErrorKind::ConnectionRefused => format!(
+            "nothing accepts connections on {at} — check MYSQL_HOST/MYSQL_PORT and that MariaDB/MySQL runs"
+        ),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
+            "no answer from {at} within MYSQL_TIMEOUT ({} s) — is the database frozen or firewalled?",
+            cfg.timeout.as_secs()
+        ),
+        _ => format!("cannot talk to the database at {at}: {what} — check MYSQL_HOST/MYSQL_PORT"),
+    }
+    };
+    match e {
+        Error::MySqlError(m) => match m.code {
+            1045 => format!("{} — check MYSQL_USER/MYSQL_PASS", m.message),
+            1044 | 1049 => format!(
+                "{} — check MYSQL_DBMS ({:?}) and the account's GRANT (docs/INSTALL.md)",
+                m.message, cfg.dbms
+            ),
+            1146 => format!(
+                "{} — load sql/cti.sql into MYSQL_DBMS ({:?})",
+                m.message, cfg.dbms
+            ),
+            1142 => format!(
+                "{} — the account needs GRANT SELECT ON {}.cti (docs/INSTALL.md)",
+                m.message, cfg.dbms
+            ),
+            1040 | 1203 => format!("{} — the database has no connection left", m.message),
+            _ => format!("the database answered error {}: {}", m.code, m.message),
+        },
+        Error::IoError(err) => io(err.kind(), &err.to_string()),
+        Error::DriverError(DriverError::ConnectTimeout)
+        | Error::DriverError(DriverError::Timeout) => io(std::io::ErrorKind::TimedOut, ""),
+        Error::DriverError(DriverError::CouldNotConnect(Some((_, what, kind)))) => io(*kind, what),
+        Error::DriverError(d) => format!("database driver: {d}"),
+        other => other.to_string(),
+    }
 }
 
 impl MysqlStore {
@@ -68,13 +113,14 @@ impl MysqlStore {
         Ok(MysqlStore {
             pool,
             checkout_timeout: config.timeout,
+            cfg: config.clone(),
         })
     }
 
     fn conn(&self) -> Result<mysql::PooledConn, String> {
         self.pool
             .try_get_conn(self.checkout_timeout)
-            .map_err(|e| format!("database unreachable: {e}"))
+            .map_err(|e| explain(&e, &self.cfg))
     }
 
     /// Startup check (`SELECT VERSION()`, `wait_timeout`); returns the server version.
@@ -82,10 +128,10 @@ impl MysqlStore {
         let mut conn = self.conn()?;
         let version: Option<String> = conn
             .query_first("SELECT VERSION()")
-            .map_err(|e| format!("SELECT VERSION() failed: {e}"))?;
+            .map_err(|e| explain(&e, &self.cfg))?;
         let table: Option<u64> = conn
             .query_first("SELECT COUNT(*) FROM cti")
-            .map_err(|e| format!("the cti table cannot be read: {e}"))?;
+            .map_err(|e| format!("the cti table cannot be read: {}", explain(&e, &self.cfg)))?;
         log::debug!("cti table holds {} rows", table.unwrap_or(0));
         Ok(version.unwrap_or_default())
     }
@@ -120,7 +166,7 @@ impl Store for MysqlStore {
                 "SELECT USERNAME, EXT FROM cti WHERE USERNAME=? AND SECRET=?",
                 (username, secret),
             )
-            .map_err(|e| format!("login query failed: {e}"))?;
+            .map_err(|e| format!("login query failed: {}", explain(&e, &self.cfg)))?;
         Ok(row.map(|(name, ext)| AgentRow {
             username: name.unwrap_or_else(|| username.to_string()),
             ext,

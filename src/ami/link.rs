@@ -154,6 +154,7 @@ enum End {
     Shutdown,
     Lost(String),
     LoginFailed(String),
+    NotAmi(String),
 }
 
 struct Link<'a> {
@@ -183,7 +184,7 @@ pub fn run(cfg: LinkConfig, ch: LinkChannels) {
                 if number > 1 {
                     stats::add(&ch.counters.ami_reconnects, 1);
                 }
-                log::info!("connected to Asterisk at {addr} (AMI session {number})");
+                log::info!("connected to {addr} (AMI session {number})");
                 let started = Instant::now();
                 let end = link.session(sock, number);
                 if started.elapsed() >= cfg.stable_after {
@@ -193,10 +194,21 @@ pub fn run(cfg: LinkConfig, ch: LinkChannels) {
             }
             Err(e) => End::Lost(format!("cannot connect to Asterisk: {e}")),
         };
-        let delay = backoff.next_delay();
+        let mut delay = backoff.next_delay();
+        if matches!(end, End::NotAmi(_)) {
+            // Something else listens there: no point in knocking twice a second.
+            delay = cfg.backoff_max;
+        }
         match end {
             End::Shutdown => break,
             End::Lost(why) => log::warn!("{why}; trying again in {:.1} s", delay.as_secs_f32()),
+            End::NotAmi(why) => log::error!(
+                "{}:{} is not an Asterisk manager port: {why} — check MANAGER_HOST/MANAGER_PORT \
+                 (and manager.conf's port); trying again in {:.0} s",
+                cfg.host,
+                cfg.port,
+                delay.as_secs_f32()
+            ),
             End::LoginFailed(why) => log::error!(
                 "{why}; check MANAGER_USER/MANAGER_PASS and manager.conf; trying again in {:.1} s",
                 delay.as_secs_f32()
@@ -323,6 +335,7 @@ impl Link<'_> {
                 Out::Warn(m) => log::warn!("{m}"),
                 Out::LoginFailed(m) => return Some(End::LoginFailed(m)),
                 Out::Dead(m) => return Some(End::Lost(format!("AMI session abandoned: {m}"))),
+                Out::NotAmi(m) => return Some(End::NotAmi(m)),
             }
         }
         self.publish(batch);

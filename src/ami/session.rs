@@ -29,8 +29,11 @@ pub enum Out {
     Warn(String),
     /// Asterisk refused the login: close and back off.
     LoginFailed(String),
-    /// The session is unusable (Pong missing, no banner): close and reconnect.
+    /// The session is unusable (Pong missing, no login answer): close and reconnect.
     Dead(String),
+    /// The peer is not an Asterisk manager (no `Asterisk Call Manager/` banner): close and retry
+    /// slowly.
+    NotAmi(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +166,9 @@ impl Session {
         match self.phase {
             Phase::AwaitBanner => {
                 // No banner: not an AMI port, or something unexpected in front of it.
-                vec![Out::Dead("no AMI banner from the peer".into())]
+                vec![Out::NotAmi(
+                    "it sent something else than the `Asterisk Call Manager/` banner".into(),
+                )]
             }
             Phase::AwaitLogin => {
                 if frame.action_id() != Some(self.login_id.as_str()) {
@@ -305,8 +310,15 @@ impl Session {
     pub fn tick(&mut self, now: Instant) -> Vec<Out> {
         let idle = self.config.idle;
         if self.phase != Phase::LoggedIn {
-            if now.duration_since(self.started) > idle.max(Duration::from_secs(5)) {
-                return vec![Out::Dead("no banner or login answer in time".into())];
+            let wait = idle.max(Duration::from_secs(5));
+            if now.duration_since(self.started) > wait {
+                if self.phase == Phase::AwaitBanner {
+                    return vec![Out::NotAmi(format!(
+                        "it sent no `Asterisk Call Manager/` banner within {} s",
+                        wait.as_secs()
+                    ))];
+                }
+                return vec![Out::Dead("no answer to the login in time".into())];
             }
             return vec![];
         }

@@ -65,7 +65,7 @@ impl<'a> Reader<'a> {
                     col: p.col,
                 },
                 key: None,
-                message: format!("malformed XML: {e}"),
+                message: format!("malformed XML: {e}{}", xml_hint(&e)),
             }
         })?;
         let root = doc.root_element();
@@ -171,8 +171,11 @@ impl<'a> Reader<'a> {
                         self.err(pos, Some(&key), "<add> has no value attribute".into())
                     })?;
                     if !known.contains(&key.as_str()) {
+                        let hint = nearest(&key, known)
+                            .map(|k| format!(" (did you mean {k}?)"))
+                            .unwrap_or_default();
                         warnings.push(format!(
-                            "{}:{}: unknown key {} in <{}> ignored",
+                            "{}:{}: unknown key {} in <{}> ignored{hint}",
                             self.file,
                             fmt_pos(pos),
                             key,
@@ -214,6 +217,24 @@ impl<'a> Reader<'a> {
 
     fn missing(&self, section: &str, key: &str) -> ConfigError {
         let s = self.section(section);
+        // A key that is there but misspelt is reported where it is, with the right name.
+        let known = KNOWN_KEYS
+            .iter()
+            .find(|(n, _)| *n == section)
+            .map(|(_, k)| *k)
+            .unwrap_or(&[]);
+        let misspelt = s
+            .keys
+            .iter()
+            .filter(|(k, _)| !known.contains(&k.as_str()) && nearest(k, &[key]).is_some())
+            .min_by_key(|(_, e)| (e.pos.line, e.pos.col));
+        if let Some((k, e)) = misspelt {
+            return self.err(
+                e.pos,
+                Some(k),
+                format!("unknown key; did you mean {key}? (required, missing from <{section}>)"),
+            );
+        }
         if s.present {
             self.err(
                 s.pos,
@@ -297,19 +318,15 @@ impl<'a> Reader<'a> {
         )?))
     }
 
-    fn boolean(&self, section: &str, key: &str) -> Result<bool, ConfigError> {
-        let Some(e) = self.get(section, key) else {
-            return Ok(false);
-        };
-        match e.value.trim().to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" | "" => Ok(false),
-            _ => Err(self.err(
-                e.pos,
-                Some(key),
-                format!("{:?} is neither true nor false", e.value),
-            )),
-        }
+    /// A boolean the server ignores (`ACTIVE`, read for compatibility): any value is accepted;
+    /// `true`/`yes`/`1`/`on` read as true.
+    fn ignored_boolean(&self, section: &str, key: &str) -> bool {
+        self.get(section, key).is_some_and(|e| {
+            matches!(
+                e.value.trim().to_ascii_lowercase().as_str(),
+                "true" | "yes" | "1" | "on"
+            )
+        })
     }
 
     pub(super) fn build(&self, file: &Path, app_dir: &Path) -> Result<Config, ConfigError> {
@@ -326,7 +343,7 @@ impl<'a> Reader<'a> {
         };
         let dir = self.nonempty("logging", "DIRECTORY")?;
         let logging = LoggingConfig {
-            active: self.boolean("logging", "ACTIVE")?,
+            active: self.ignored_boolean("logging", "ACTIVE"),
             directory: expand_path(&dir, app_dir),
             level: self.int("logging", "LOG_LEVEL", Some(31), 0, 255)? as u32,
             stats_interval: self.secs("logging", "STATS_INTERVAL", 300, 0)?,
@@ -405,6 +422,57 @@ impl<'a> Reader<'a> {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+/// The known key closest to `key` when it is a likely misspelling (edit distance 1–2, or the same
+/// letters in another order), else None.
+pub(super) fn nearest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (distance(key, k), *k))
+        .filter(|(d, _)| (1..=2).contains(d))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting one (Damerau's restricted form).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A hint for the XML mistakes people make in this file.
+fn xml_hint(e: &roxmltree::Error) -> &'static str {
+    match e {
+        roxmltree::Error::MalformedEntityReference(_)
+        | roxmltree::Error::UnknownEntityReference(..) => {
+            " (a value with & must write it as &amp; — e.g. a password p&ss is value=\"p&amp;ss\"; \
+             < is &lt;, \" is &quot;)"
+        }
+        roxmltree::Error::NonXmlChar(..) => {
+            " (a control character that XML does not allow: retype that value)"
+        }
+        _ => "",
     }
 }
 

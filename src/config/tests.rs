@@ -259,13 +259,58 @@ fn bad_numbers_name_key_and_line() {
 }
 
 #[test]
-fn bad_ip_and_bool_are_errors() {
+fn a_bad_ip_is_an_error_but_the_ignored_active_takes_any_value() {
     let e = err_of(&file(DB, LOG, MGR, CTI).replace(r#"value="0.0.0.0""#, r#"value="localhost""#));
     assert_eq!(e.key.as_deref(), Some("CTI_SERVER_LISTEN_IP"));
     assert!(e.message.contains("not an IPv4 or IPv6 address"), "{e}");
-    let log = format!(r#"{LOG}<add key="ACTIVE" value="yes"/>"#);
-    let e = err_of(&file(DB, &log, MGR, CTI));
-    assert_eq!(e.key.as_deref(), Some("ACTIVE"));
+    // ACTIVE is documented as ignored: "yes", "on", "1" or anything else never stop the server.
+    for v in ["yes", "on", "1", "nope", ""] {
+        let log = format!(r#"{LOG}<add key="ACTIVE" value="{v}"/>"#);
+        let (c, _) = Config::from_xml(
+            &file(DB, &log, MGR, CTI),
+            Path::new("t.xml"),
+            Path::new("/"),
+        )
+        .unwrap_or_else(|e| panic!("ACTIVE={v}: {e}"));
+        assert_eq!(c.logging.active, ["yes", "on", "1"].contains(&v), "{v}");
+    }
+}
+
+#[test]
+fn a_misspelt_key_is_named_where_it_is_with_the_right_name() {
+    // MANAGER_PROT instead of MANAGER_PORT: the error points at the misspelling.
+    let mgr = MGR.replace("MANAGER_PORT", "MANAGER_PROT");
+    let text = file(DB, LOG, &mgr, CTI);
+    let e = err_of(&text);
+    assert_eq!(e.key.as_deref(), Some("MANAGER_PROT"));
+    assert!(e.message.contains("did you mean MANAGER_PORT?"), "{e}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("MANAGER_PROT"))
+        .unwrap()
+        + 1;
+    assert_eq!(e.pos.line as usize, line, "{e}");
+    // An optional key misspelt is a warning with the nearest known key.
+    let cti = format!(r#"{CTI}<add key="CTI_MAX_CLIENST" value="5"/>"#);
+    let (_, warnings) = Config::from_xml(
+        &file(DB, LOG, MGR, &cti),
+        Path::new("t.xml"),
+        Path::new("/"),
+    )
+    .unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("CTI_MAX_CLIENST") && w.contains("did you mean CTI_MAX_CLIENTS?")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn an_ampersand_in_a_value_gets_a_hint() {
+    let db = DB.replace(r#"value="pw""#, r#"value="p&ss""#);
+    let e = err_of(&file(&db, LOG, MGR, CTI));
+    assert!(e.message.contains("&amp;"), "{e}");
 }
 
 #[test]

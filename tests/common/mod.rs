@@ -92,6 +92,8 @@ pub struct Options {
     pub stats_interval: Option<u32>,
     /// MYSQL_TIMEOUT (default 5).
     pub mysql_timeout: Option<u32>,
+    /// MYSQL_PASS (default: the test account's).
+    pub mysql_pass: Option<String>,
     /// Extra environment variables for the server process.
     pub env: Vec<(&'static str, String)>,
     /// Files to create in the log directory before the server starts (name, contents).
@@ -123,7 +125,10 @@ pub fn write_config(dir: &std::path::Path, opts: &Options) -> PathBuf {
         ("MYSQL_HOST", d.host.clone()),
         ("MYSQL_PORT", opts.db_port.unwrap_or(d.port).to_string()),
         ("MYSQL_USER", d.user.clone()),
-        ("MYSQL_PASS", d.pass.clone()),
+        (
+            "MYSQL_PASS",
+            opts.mysql_pass.clone().unwrap_or(d.pass.clone()),
+        ),
         ("MYSQL_DBMS", d.db.clone()),
         ("MYSQL_TIMEOUT", opts.mysql_timeout.unwrap_or(5).to_string()),
     ];

@@ -103,8 +103,20 @@ fn frames_before_a_banner_mean_this_is_not_ami() {
     let mut s = Session::new(cfg(false), 1, Instant::now());
     assert!(matches!(
         s.on_item(Item::Frame(f(&[("HTTP/1.1 400", "x")])))[0],
-        Out::Dead(_)
+        Out::NotAmi(_)
     ));
+}
+
+#[test]
+fn a_silent_peer_without_a_banner_is_not_ami() {
+    let t0 = Instant::now();
+    let mut s = Session::new(cfg(false), 1, t0);
+    assert!(s.tick(t0 + Duration::from_secs(5)).is_empty());
+    let out = s.tick(t0 + Duration::from_secs(11));
+    assert!(
+        matches!(&out[..], [Out::NotAmi(m)] if m.contains("no `Asterisk Call Manager/` banner")),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,129 @@
+//! Errors an administrator must be able to act on, through the real binary: each names what to fix
+//! in words (the key, the SQL, the XML escape), never a Rust debug structure.
+
+mod common;
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn run_with(opts: &Options, args: &[&str]) -> (Option<i32>, String) {
+    let dir = temp_dir("adm");
+    let config = write_config(&dir, opts);
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_wrong_database_password_names_the_keys_to_check() {
+    let (code, err) = run_with(
+        &Options {
+            mysql_pass: Some("wrong".into()),
+            ..Options::default()
+        },
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("Access denied for user"), "{err}");
+    assert!(err.contains("check MYSQL_USER/MYSQL_PASS"), "{err}");
+    assert!(!err.contains("MySqlError"), "no debug syntax: {err}");
+}
+
+#[test]
+fn a_database_port_where_nothing_listens_names_host_and_port() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let (code, err) = run_with(
+        &Options {
+            db_port: Some(port),
+            ..Options::default()
+        },
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("nothing accepts connections on 127.0.0.1:{port}"))
+            && err.contains("check MYSQL_HOST/MYSQL_PORT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_misspelt_key_and_an_ampersand_are_explained() {
+    let dir = temp_dir("adm");
+    let config = write_config(&dir, &Options::default());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("MANAGER_PORT", "MANAGER_PROT")).unwrap();
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("MANAGER_PROT: unknown key; did you mean MANAGER_PORT?"),
+        "{err}"
+    );
+    std::fs::write(&config, text.replace("ctimanager\" />", "p&ss\" />")).unwrap();
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("&amp;"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_service_that_is_not_asterisk_on_the_manager_port_is_named_and_retried_slowly() {
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let accepts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let n = accepts.clone();
+    std::thread::spawn(move || {
+        for s in peer.incoming().flatten() {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut s = s;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let server = Server::start_with(Options {
+        manager_port: Some(port),
+        ..Options::default()
+    });
+    assert!(
+        server.wait_log(
+            &format!("127.0.0.1:{port} is not an Asterisk manager port: it sent something else"),
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.stderr_text()
+    );
+    assert!(server
+        .stderr_text()
+        .contains("check MANAGER_HOST/MANAGER_PORT"));
+    assert!(server.stderr_text().contains("trying again in 30 s"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        accepts.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "no second attempt within 2 s"
+    );
+    assert!(!server.stderr_text().contains("logged in to Asterisk"));
+}
