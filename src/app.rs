@@ -83,6 +83,9 @@ pub fn main() -> i32 {
             eprintln!("warning: {w}");
         }
         print!("{}", config.describe());
+        if opts.connect {
+            return check_connections(&config);
+        }
         return EXIT_OK;
     }
     if let Err(e) = crate::logging::init(
@@ -122,6 +125,58 @@ pub fn main() -> i32 {
             record,
         },
     )
+}
+
+/// `--check-config --connect`: logs in to the database and to Asterisk once each and says which works.
+fn check_connections(config: &Config) -> i32 {
+    let d = &config.database;
+    let mut db = d.clone();
+    db.retry_times = 0;
+    let db_ok = match MysqlStore::connect(&db) {
+        Ok((_, version)) => {
+            println!(
+                "database: OK: logged in as {}@{}:{} to {} (version {version}), the cti table is readable",
+                d.user, d.host, d.port, d.dbms
+            );
+            true
+        }
+        Err(e) => {
+            println!("database: FAILED: {e}");
+            false
+        }
+    };
+    let m = &config.manager;
+    let link = crate::ami::link::LinkConfig::new(
+        &m.host,
+        m.port,
+        crate::ami::session::SessionConfig {
+            user: m.user.clone(),
+            secret: m.pass.clone(),
+            idle: m.socket_timeout,
+            dumpconfig: false,
+        },
+    );
+    let ami_ok = match crate::ami::link::try_login(&link, std::time::Duration::from_secs(10)) {
+        Ok((version, dialect)) => {
+            println!(
+                "asterisk: OK: logged in to {}:{} as {} (AMI {version}, {dialect})",
+                m.host, m.port, m.user
+            );
+            true
+        }
+        Err(e) => {
+            println!(
+                "asterisk: FAILED: {e} (check MANAGER_HOST/MANAGER_PORT/MANAGER_USER/MANAGER_PASS and \
+                 manager.conf)"
+            );
+            false
+        }
+    };
+    if db_ok && ami_ok {
+        EXIT_OK
+    } else {
+        EXIT_UNAVAILABLE
+    }
 }
 
 /// Fits `CTI_MAX_CLIENTS` (plus `CTI_MAX_PENDING`) into the descriptor limit, saying so.

@@ -10,6 +10,8 @@ pub struct Options {
     pub debug: bool,
     pub dumpconfig: bool,
     pub check_config: bool,
+    /// `--connect` (with `--check-config`): also log in to the database and to Asterisk.
+    pub connect: bool,
     pub config: Option<PathBuf>,
     /// `--record-ami FILE`: append every byte received from Asterisk to FILE.
     pub record_ami: Option<PathBuf>,
@@ -22,11 +24,15 @@ pub struct Options {
 pub const USAGE: &str = "
 Usage:
 -----------------------------------------------------------------
-astcti-server [--debug] [--dumpconfig] [--config PATH] [--check-config]
+astcti-server [--config PATH] [--debug] [--dumpconfig] [--record-ami FILE]
+astcti-server --check-config [--connect] [--config PATH]
+astcti-server --replay FILE [--agent EXT]...
+astcti-server --version | --help
 -----------------------------------------------------------------
 --debug        : enables extensive debug on console (stderr)
---dumpconfig   : after the AMI login, logs extensions.conf, sip.conf
-                 and queues.conf as Asterisk reports them
+--dumpconfig   : after the AMI login, logs extensions.conf, sip.conf,
+                 pjsip.conf (Asterisk 12+) and queues.conf as
+                 Asterisk reports them (secrets masked)
 --config PATH  : the configuration file; default AstCTIServer.xml
                  beside the executable, then in the working
                  directory, then AstCTIServer.exe.config beside
@@ -41,6 +47,9 @@ astcti-server [--debug] [--dumpconfig] [--config PATH] [--check-config]
 --agent EXT    : with --replay, only this agent (repeatable)
 --check-config : validates the configuration, prints it with
                  passwords masked, exits 0 (valid) or 2 (invalid)
+--connect      : with --check-config, also logs in to the database
+                 and to Asterisk's manager and says which works;
+                 exits 1 if either does not
 --version      : prints the version
 --help         : prints this text
 ";
@@ -55,7 +64,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             .strip_prefix("--config=")
             .map(|_| &arg["--config=".len()..])
         {
-            o.config = Some(config_path(path)?);
+            o.config = Some(config_path("--config", path)?);
             continue;
         }
         match lower.as_str() {
@@ -64,13 +73,14 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--debug" => o.debug = true,
             "--dumpconfig" => o.dumpconfig = true,
             "--check-config" => o.check_config = true,
+            "--connect" => o.connect = true,
             "--config" => {
                 let path = it.next().ok_or("--config needs a file path")?;
-                o.config = Some(config_path(path)?);
+                o.config = Some(config_path("--config", path)?);
             }
             "--replay" => {
                 let path = it.next().ok_or("--replay needs a file path")?;
-                o.replay = Some(config_path(path)?);
+                o.replay = Some(config_path("--replay", path)?);
             }
             "--agent" => {
                 let ext = it
@@ -81,17 +91,21 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--record-ami" => {
                 let path = it.next().ok_or("--record-ami needs a file path")?;
-                o.record_ami = Some(config_path(path)?);
+                o.record_ami = Some(config_path("--record-ami", path)?);
             }
             _ => return Err(format!("unknown argument {arg:?} (see --help)")),
         }
     }
+    if o.connect && !o.check_config {
+        return Err("--connect goes with --check-config".into());
+    }
     Ok(o)
 }
 
-fn config_path(path: &str) -> Result<PathBuf, String> {
+/// A path argument of `flag`; empty is an error naming that flag.
+fn config_path(flag: &str, path: &str) -> Result<PathBuf, String> {
     if path.is_empty() {
-        return Err("--config needs a file path".into());
+        return Err(format!("{flag} needs a file path"));
     }
     Ok(PathBuf::from(path))
 }
@@ -136,6 +150,32 @@ mod tests {
         assert_eq!(o.replay, Some("f.ami".into()));
         assert_eq!(o.agents, vec!["SIP/201", "SIP/202"]);
         assert!(p(&["--agent"]).is_err());
+        assert_eq!(
+            p(&["--replay", ""]).unwrap_err(),
+            "--replay needs a file path",
+            "the flag that needs it is named"
+        );
+        assert!(p(&["--check-config", "--connect"]).unwrap().connect);
+        assert!(p(&["--connect"]).is_err());
+    }
+
+    #[test]
+    fn the_usage_shows_every_flag() {
+        for flag in [
+            "--config",
+            "--debug",
+            "--dumpconfig",
+            "--record-ami",
+            "--check-config",
+            "--connect",
+            "--replay",
+            "--agent",
+            "--version",
+            "--help",
+        ] {
+            let first_lines: String = USAGE.lines().take(7).collect();
+            assert!(first_lines.contains(flag), "{flag} in the usage lines");
+        }
     }
 
     #[test]

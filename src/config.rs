@@ -70,6 +70,8 @@ pub struct LoggingConfig {
     pub stats_interval: Duration,
     /// `LOG_KEEP_DAYS`: daily files older than this are deleted; zero = keep all.
     pub keep_days: u32,
+    /// `METRICS_FILE`: the statistics in the Prometheus text format, replaced every interval.
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +147,7 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "LOG_LEVEL",
             "STATS_INTERVAL",
             "LOG_KEEP_DAYS",
+            "METRICS_FILE",
         ],
     ),
     (

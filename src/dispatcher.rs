@@ -48,6 +48,9 @@ pub struct Settings {
     pub stats_interval: Duration,
 }
 
+/// Where the statistics also go (`METRICS_FILE`): the `metrics` thread writes what it is handed.
+pub type MetricsSink = Option<Sender<String>>;
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -269,7 +272,7 @@ pub struct DispatcherChannels {
 const EXPIRE_EVERY: u64 = 60;
 
 /// The thread body: runs until `shutdown` is disconnected.
-pub fn run(ch: DispatcherChannels, settings: Settings) {
+pub fn run(ch: DispatcherChannels, settings: Settings, metrics: MetricsSink) {
     let mut d = Dispatcher::new(ch.ami_commands, ch.counters.clone());
     let started = Instant::now();
     let ticker = tick(Duration::from_secs(1));
@@ -293,7 +296,12 @@ pub fn run(ch: DispatcherChannels, settings: Settings) {
                     && last_stats.elapsed() >= settings.stats_interval
                 {
                     last_stats = Instant::now();
-                    log::info!("{}", ch.counters.line(d.gauges(Some(&ch.slots))));
+                    let g = d.gauges(Some(&ch.slots));
+                    log::info!("{}", ch.counters.line(g));
+                    if let Some(m) = &metrics {
+                        // The file is written on its own thread; a slow disk never holds this one.
+                        let _ = m.try_send(ch.counters.prometheus(g));
+                    }
                 }
             },
             recv(ch.shutdown) -> _ => break,

@@ -136,8 +136,23 @@ impl Server {
             leg_max_age: m.leg_max_age.as_secs(),
             stats_interval: config.logging.stats_interval,
         };
+        let metrics = match &config.logging.metrics_file {
+            Some(path) => {
+                let (tx, rx) = bounded::<String>(1);
+                let path = path.clone();
+                threads.push(spawn("metrics", move || {
+                    for text in rx.iter() {
+                        if let Err(e) = crate::stats::write_atomically(&path, &text) {
+                            log::warn!("METRICS_FILE {}: {e}", path.display());
+                        }
+                    }
+                })?);
+                Some(tx)
+            }
+            None => None,
+        };
         threads.push(spawn("dispatcher", move || {
-            dispatcher::run(disp_ch, settings)
+            dispatcher::run(disp_ch, settings, metrics)
         })?);
 
         // The login threads end when the last client context is dropped (after the listener);

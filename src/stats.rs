@@ -99,9 +99,132 @@ impl Counters {
     }
 }
 
+impl Counters {
+    /// The same figures in the Prometheus text format (node_exporter's textfile collector).
+    pub fn prometheus(&self, g: Gauges) -> String {
+        let gauges = [
+            (
+                "clients",
+                "Open client connections, logged in or not.",
+                g.clients,
+            ),
+            ("agents", "Logged-in agents.", g.agents),
+            (
+                "pending",
+                "Connections that have not logged in yet.",
+                g.pending,
+            ),
+            ("calls", "Calls tracked.", g.calls),
+            ("legs", "Call legs tracked.", g.legs),
+        ];
+        let counters = [
+            (
+                "notifications",
+                "Notifications queued to clients.",
+                &self.notifications,
+            ),
+            (
+                "cut_queue_full",
+                "Clients cut at CTI_CLIENT_QUEUE_BYTES.",
+                &self.cut_queue_full,
+            ),
+            (
+                "cut_write_stalled",
+                "Clients cut at CTI_CLIENT_WRITE_TIMEOUT.",
+                &self.cut_write_stalled,
+            ),
+            (
+                "pending_evicted",
+                "Pending connections closed to admit newer ones.",
+                &self.pending_evicted,
+            ),
+            (
+                "refused",
+                "Connections refused at CTI_MAX_CLIENTS.",
+                &self.refused,
+            ),
+            ("logins", "Successful logins.", &self.logins),
+            ("logins_failed", "Failed logins.", &self.logins_failed),
+            ("db_errors", "Failed database queries.", &self.db_errors),
+            ("ami_reconnects", "AMI reconnects.", &self.ami_reconnects),
+            (
+                "ami_frames_lost",
+                "AMI frames dropped at MANAGER_QUEUE_BYTES.",
+                &self.ami_frames_lost,
+            ),
+            (
+                "ami_resyncs",
+                "Call-state resynchronisations after a loss.",
+                &self.ami_resyncs,
+            ),
+            (
+                "legs_expired",
+                "Legs expired at MANAGER_LEG_MAX_AGE.",
+                &self.legs_expired,
+            ),
+            (
+                "connections",
+                "Client connections accepted.",
+                &self.connections,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, v) in gauges {
+            out.push_str(&format!(
+                "# HELP astcti_{name} {help}\n# TYPE astcti_{name} gauge\nastcti_{name} {v}\n"
+            ));
+        }
+        for (name, help, c) in counters {
+            out.push_str(&format!(
+                "# HELP astcti_{name}_total {help}\n# TYPE astcti_{name}_total counter\n\
+                 astcti_{name}_total {}\n",
+                get(c)
+            ));
+        }
+        out
+    }
+}
+
+/// Writes `text` to `path` atomically: a temporary file beside it, then a rename, so a reader never
+/// sees half a file (the node_exporter textfile convention).
+pub fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_text_has_help_type_and_value_for_each() {
+        let c = Counters::default();
+        add(&c.notifications, 7);
+        let text = c.prometheus(Gauges {
+            agents: 2,
+            ..Gauges::default()
+        });
+        assert!(
+            text.contains("# TYPE astcti_agents gauge\nastcti_agents 2\n"),
+            "{text}"
+        );
+        assert!(text
+            .contains("# TYPE astcti_notifications_total counter\nastcti_notifications_total 7\n"));
+        assert_eq!(
+            text.matches("# HELP ").count(),
+            text.matches("# TYPE ").count()
+        );
+        let dir = std::env::temp_dir().join(format!("astcti-prom-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("astcti.prom");
+        write_atomically(&path, &text).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        assert!(!dir.join("astcti.prom.tmp").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_line_names_every_counter() {

@@ -127,3 +127,61 @@ fn a_service_that_is_not_asterisk_on_the_manager_port_is_named_and_retried_slowl
     );
     assert!(!server.stderr_text().contains("logged in to Asterisk"));
 }
+
+#[test]
+fn check_config_connect_says_which_login_works() {
+    use astcti_server::replay::server::{ReplayConfig, ReplayServer};
+    use astcti_server::replay::Capture;
+    let capture = Capture::load(
+        &common::expected::root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"),
+    )
+    .unwrap();
+    let mut cfg = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![capture]);
+    cfg.held = true;
+    let replay = ReplayServer::start(cfg).unwrap();
+    let dir = temp_dir("connect");
+    let config = write_config(
+        &dir,
+        &Options {
+            manager_port: Some(replay.addr().port()),
+            ..Options::default()
+        },
+    );
+    let run = |config: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(["--check-config", "--connect", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = run(&config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("database: OK: logged in as"), "{text}");
+    assert!(
+        text.contains("asterisk: OK: logged in to 127.0.0.1:")
+            && text.contains("(AMI 11.0.0, Asterisk 12+)"),
+        "{text}"
+    );
+    // A wrong manager secret: the database still OK, Asterisk's answer quoted, exit 1.
+    let text_cfg = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_cfg.replace(
+            "<add key=\"MANAGER_PASS\" value=\"ctimanager\" />",
+            "<add key=\"MANAGER_PASS\" value=\"wrong\" />",
+        ),
+    )
+    .unwrap();
+    let (code, text) = run(&config);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("database: OK"), "{text}");
+    assert!(
+        text.contains("asterisk: FAILED: Asterisk refused the login"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

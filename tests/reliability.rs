@@ -492,6 +492,38 @@ fn the_statistics_line_comes_every_interval() {
 }
 
 #[test]
+fn the_metrics_file_is_replaced_every_interval_in_the_prometheus_format() {
+    let dir = temp_dir("prom");
+    let path = dir.join("astcti.prom");
+    let server = Server::start_with(Options {
+        stats_interval: Some(1),
+        logging: vec![("METRICS_FILE", path.display().to_string())],
+        ..Options::default()
+    });
+    let (user, secret) = agent_on(&unique("SIP/"));
+    let _c = server.login(&user, &secret);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains("\nastcti_agents 1\n") {
+            assert!(
+                text.contains("# TYPE astcti_logins_total counter"),
+                "{text}"
+            );
+            assert!(text.contains("astcti_logins_total 1\n"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{text:?}\n{}",
+            server.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn max_clients_is_fitted_to_a_low_descriptor_limit() {
     let dir = temp_dir("fd");
     let config = write_config(&dir, &Options::default());

@@ -149,6 +149,54 @@ fn connect(cfg: &LinkConfig) -> Result<(TcpStream, SocketAddr), String> {
     Err(last)
 }
 
+/// `--check-config --connect`: one login to the manager (then `Logoff`), within `timeout`. Ok: the
+/// banner's version and dialect; Err: what went wrong, in words.
+pub fn try_login(cfg: &LinkConfig, timeout: Duration) -> Result<(String, Dialect), String> {
+    let (mut sock, addr) = connect(cfg)?;
+    let _ = sock.set_read_timeout(Some(POLL));
+    let _ = sock.set_write_timeout(Some(timeout));
+    let started = Instant::now();
+    let mut session = Session::new(cfg.session.clone(), 1, started);
+    let mut decoder = Decoder::new(cfg.limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    while started.elapsed() < timeout {
+        let mut outs = match sock.read(&mut buf) {
+            Ok(0) => return Err(format!("{addr} closed the connection")),
+            Ok(n) => {
+                decoder.push(&buf[..n]);
+                let mut outs = Vec::new();
+                while let Some(item) = decoder.next_item() {
+                    outs.extend(session.on_item(item));
+                }
+                outs
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => vec![],
+            Err(e) => return Err(format!("{addr}: {e}")),
+        };
+        outs.extend(session.tick(Instant::now()));
+        for out in outs {
+            match out {
+                Out::Send(bytes) if !session.logged_in() => {
+                    sock.write_all(&bytes).map_err(|e| format!("{addr}: {e}"))?;
+                }
+                Out::Up { dialect, version } => {
+                    if let Some(bye) = session.logoff() {
+                        let _ = sock.write_all(&bye);
+                    }
+                    return Ok((version, dialect));
+                }
+                Out::LoginFailed(m) => return Err(m),
+                Out::NotAmi(m) => {
+                    return Err(format!("{addr} is not an Asterisk manager port: {m}"))
+                }
+                Out::Dead(m) => return Err(m),
+                _ => {}
+            }
+        }
+    }
+    Err(format!("{addr}: no answer within {} s", timeout.as_secs()))
+}
+
 /// How a session ended.
 enum End {
     Shutdown,

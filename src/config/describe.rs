@@ -86,6 +86,14 @@ impl Config {
             e("logging", "LOG_LEVEL", l.level.to_string()),
             e("logging", "STATS_INTERVAL", s(l.stats_interval)),
             e("logging", "LOG_KEEP_DAYS", l.keep_days.to_string()),
+            e(
+                "logging",
+                "METRICS_FILE",
+                l.metrics_file
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "(none)".into()),
+            ),
             e("manager", "SOCKET_TIMEOUT", s(m.socket_timeout)),
             e("manager", "MANAGER_HOST", m.host.clone()),
             e("manager", "MANAGER_PORT", m.port.to_string()),

@@ -348,6 +348,11 @@ impl<'a> Reader<'a> {
             level: self.int("logging", "LOG_LEVEL", Some(31), 0, 255)? as u32,
             stats_interval: self.secs("logging", "STATS_INTERVAL", 300, 0)?,
             keep_days: self.int("logging", "LOG_KEEP_DAYS", Some(30), 0, 36_500)? as u32,
+            metrics_file: self
+                .get("logging", "METRICS_FILE")
+                .map(|e| e.value.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| expand_path(v, app_dir)),
         };
         let manager = ManagerConfig {
             socket_timeout: self.secs("manager", "SOCKET_TIMEOUT", 120, 1)?,

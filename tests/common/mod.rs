@@ -94,6 +94,8 @@ pub struct Options {
     pub mysql_timeout: Option<u32>,
     /// MYSQL_PASS (default: the test account's).
     pub mysql_pass: Option<String>,
+    /// More keys for the logging section.
+    pub logging: Vec<(&'static str, String)>,
     /// Extra environment variables for the server process.
     pub env: Vec<(&'static str, String)>,
     /// Files to create in the log directory before the server starts (name, contents).
@@ -140,6 +142,7 @@ pub fn write_config(dir: &std::path::Path, opts: &Options) -> PathBuf {
     if let Some(s) = opts.stats_interval {
         logging.push(("STATS_INTERVAL", s.to_string()));
     }
+    logging.extend(opts.logging.iter().cloned());
     let manager = [
         ("SOCKET_TIMEOUT", "120".to_string()),
         ("MANAGER_HOST", "127.0.0.1".to_string()),
