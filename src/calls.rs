@@ -1,5 +1,5 @@
 //! The call tracker: one model of calls and legs for every AMI dialect, and the four notifications of
-//! the original (spec §4.2) computed from it.
+//! the original (docs/ORIGINAL.md §4.2) computed from it.
 //!
 //! Pure core, owned by the dispatcher thread: [`Tracker::apply`] takes a typed event and returns the
 //! notifications it causes, each with the channel it is about (the router turns that into an agent).
@@ -384,7 +384,7 @@ impl Tracker {
         self.update(&chan);
         if state == "Ringing" {
             let Some(leg) = self.legs.get_mut(&chan.uid) else {
-                // The original crashed here (bug 4): a channel we never saw start.
+                // The original crashed here (docs/ORIGINAL.md bug 4): a channel we never saw start.
                 self.oddities += 1;
                 log::debug!(
                     "Ringing of unknown channel {} ({}) ignored",

@@ -5,7 +5,7 @@
 //! file, the key and the line:column. It never touches the file system except through
 //! [`locate`], which only tests which candidate files exist. Run on the main thread at startup.
 //!
-//! Format (spec §1.1): `<configuration><globalsettings>` holding `<database>`, `<logging>`, `<manager>`,
+//! Format (docs/ORIGINAL.md §1.1): `<configuration><globalsettings>` holding `<database>`, `<logging>`, `<manager>`,
 //! `<ctiserver>`, each a list of `<add key="…" value="…"/>`, `<remove key="…"/>` and `<clear/>` with .NET
 //! `NameValueSectionHandler` semantics: keys case-insensitive, last `add` wins, comments ignored.
 //! `<configSections>` is accepted and ignored. Unknown keys and elements are reported as warnings.
@@ -220,7 +220,7 @@ impl Config {
     }
 }
 
-/// Replaces `{APPLICATION_DIR}` and `{FILE_SEPARATOR}` (spec §1.3).
+/// Replaces `{APPLICATION_DIR}` and `{FILE_SEPARATOR}` (docs/ORIGINAL.md §1.3).
 pub fn expand_path(value: &str, app_dir: &Path) -> PathBuf {
     let sep = std::path::MAIN_SEPARATOR.to_string();
     let app = app_dir.display().to_string();

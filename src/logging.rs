@@ -2,7 +2,7 @@
 //!
 //! Files: `<DIRECTORY>/YYYY-MM-DD.log`, one line per record,
 //! `yyyy-MM-dd HH:mm:ss - TAG: message`, with the original's tags and its `LOG_LEVEL` bit mask
-//! (spec §1.4): Info 0x1, Notice 0x2, Warning 0x4, Error 0x8, Fatal 0x10, Debug 0x20, DebugSocket 0x40.
+//! (docs/ORIGINAL.md §1.4): Info 0x1, Notice 0x2, Warning 0x4, Error 0x8, Fatal 0x10, Debug 0x20, DebugSocket 0x40.
 //! A record is written iff its bit is set in the mask. The file stays open and is switched at midnight
 //! (the original reopened it for every line); files older than `LOG_KEEP_DAYS` are deleted at startup
 //! and at each day's switch; files are created 0640 (they hold callers' numbers and names). stderr

@@ -2,7 +2,7 @@
 //! check. Pure core, owned by the dispatcher thread (no locks: only that thread touches it).
 //!
 //! Registrations are removed by client id, so one connection's logout can never remove another's
-//! registration (original bug 16).
+//! registration (docs/ORIGINAL.md bug 16).
 
 use std::collections::HashMap;
 

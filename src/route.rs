@@ -1,4 +1,4 @@
-//! Channel name → agent key: the `EXT` an agent registered with (spec §3.7, fixing bug 11).
+//! Channel name → agent key: the `EXT` an agent registered with (docs/ORIGINAL.md §3.7, fixing docs/ORIGINAL.md bug 11).
 //!
 //! Pure core. The channel's unique suffix is removed: a trailing `<MASQ>`/`<ZOMBIE>`-style tag, the
 //! Local half `;1`/`;2`, then the last `-` and what follows it when that is a hexadecimal call number.

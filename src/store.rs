@@ -1,4 +1,4 @@
-//! The agents' store: the original `cti` table in MySQL/MariaDB (spec §2). The only module with SQL.
+//! The agents' store: the original `cti` table in MySQL/MariaDB (docs/ORIGINAL.md §2). The only module with SQL.
 //!
 //! Shell. Queried by the `db-N` login threads ([`Logins`]) and by `main` at startup, never by the AMI
 //! link or the dispatcher. A connection pool (health-checked on checkout) replaces the original's

@@ -76,7 +76,7 @@ fn the_binary_replay_flag_prints_the_same() {
 
 #[test]
 fn the_spec_examples_come_out_byte_for_byte() {
-    // Spec §4.3, as C strings, for the synthetic demo (the same values).
+    // docs/ORIGINAL.md §4.1 (the layout), as C strings, for the synthetic demo (the same values).
     let got = offline::replay(
         &std::fs::read(root().join("fixtures/ami/asterisk-1.4/synthetic-demo100.ami")).unwrap(),
         &["SIP/201".to_string()],

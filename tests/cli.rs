@@ -123,7 +123,7 @@ fn malformed_xml_and_bad_values_are_one_line_exit_2() {
 
 #[test]
 fn an_existing_installs_exe_config_beside_the_binary_is_used_unchanged() {
-    // The original's shipped AstCTIServer.exe.config (spec §1.6): port 8999, LOG_LEVEL 255.
+    // The original's shipped AstCTIServer.exe.config (docs/ORIGINAL.md §1.6): port 8999, LOG_LEVEL 255.
     let original = SHIPPED
         .replace(r#"value="9000""#, r#"value="8999""#)
         .replace(

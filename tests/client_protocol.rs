@@ -1,4 +1,4 @@
-//! The original client protocol (spec §3) against the real binary, a real MariaDB and real sockets.
+//! The original client protocol (docs/ORIGINAL.md §3) against the real binary, a real MariaDB and real sockets.
 
 mod common;
 
@@ -9,7 +9,7 @@ use mysql::prelude::Queryable;
 
 #[test]
 fn original_login_transcript_byte_for_byte() {
-    // Spec §3.5, with the original client's exact bytes: LF-only commands, one send each,
+    // docs/ORIGINAL.md §3.5, with the original client's exact bytes: LF-only commands, one send each,
     // a NOOP every 1.5 s from the moment the connection is up.
     let user = unique("orig");
     let ext = unique("SIP/");

@@ -159,3 +159,85 @@ fn readme_gives_exactly_the_two_newcomer_commands() {
         "scripts/test.sh runs the demo end to end"
     );
 }
+
+/// Every file under `dir` (recursively) whose name ends in one of `exts`.
+fn files_under(dir: &Path, exts: &[&str], out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, exts, out);
+        } else if exts.iter().any(|x| p.to_string_lossy().ends_with(x)) {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_section_and_bug_reference_resolves_in_original_md() {
+    let original = std::fs::read_to_string(root().join("docs/ORIGINAL.md")).unwrap();
+    let sections: Vec<String> = original
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| l.split('§').nth(1))
+        .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    let bugs: Vec<String> = original
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(bugs.len(), 30, "the original's 30 bugs, one row each");
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "docs", "demo", "benches", "scripts"] {
+        files_under(&root().join(dir), &[".rs", ".md", ".sh"], &mut files);
+    }
+    files.push(root().join("README.md"));
+    let mut checked = 0;
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let name = f.strip_prefix(root()).unwrap().display().to_string();
+        if name.contains("asterisk-22.10.1")
+            || name.contains("asterisk-20.20.1")
+            || name == "tests/docs.rs"
+        {
+            continue; // the captures' own READMEs, copied unchanged, cite the source specification
+        }
+        for (i, _) in text.match_indices('§') {
+            let r: String = text[i + '§'.len_utf8()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let r = r.trim_end_matches('.');
+            if r.is_empty() {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                sections
+                    .iter()
+                    .any(|s| s == r || s.starts_with(&format!("{r}."))),
+                "{name}: §{r} is not a section of docs/ORIGINAL.md"
+            );
+        }
+        for (i, _) in text.match_indices("bug ") {
+            let n: String = text[i + 4..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if !n.is_empty() && text[..i].ends_with("ORIGINAL.md ") {
+                checked += 1;
+                assert!(
+                    bugs.contains(&n),
+                    "{name}: bug {n} is not in docs/ORIGINAL.md"
+                );
+            }
+        }
+        assert!(
+            !text.contains("../shared/") && !text.contains("spec/original-astcti.md"),
+            "{name} points outside the repository"
+        );
+    }
+    assert!(checked > 20, "{checked} references checked");
+}

@@ -1,4 +1,4 @@
-//! Frames → the typed events the call tracker needs, for all three AMI dialects (spec §5.3, §9.2).
+//! Frames → the typed events the call tracker needs, for all three AMI dialects (docs/ORIGINAL.md §5.3, §9.2).
 //!
 //! Pure core, run on the dispatcher thread. Header names are looked up case-insensitively (11 writes
 //! `UniqueID` in `Dial`, `Uniqueid` elsewhere). Values Asterisk 12+ C-escapes (`\'`, `\"`, `\\`, `\?`

@@ -3,7 +3,7 @@
 //!
 //! Pure core (time is passed in), driven by the `ami-link` thread (`ami::link`), which owns the
 //! socket and carries out the [`Out`]puts in order. Success of the login is read from the response
-//! carrying the login's ActionID — never from a substring (original bug 6).
+//! carrying the login's ActionID — never from a substring (docs/ORIGINAL.md bug 6).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -273,7 +273,7 @@ impl Session {
         out
     }
 
-    /// An agent's `ORIG` (spec §5.5): Channel and Callerid are the agent's EXT.
+    /// An agent's `ORIG` (docs/ORIGINAL.md §5.5): Channel and Callerid are the agent's EXT.
     pub fn originate(&mut self, ext: &str, request: &OrigRequest) -> Vec<Out> {
         let what = format!(
             "{ext} -> {}@{} priority {}",

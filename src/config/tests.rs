@@ -54,7 +54,7 @@ fn shipped_file_parses_with_original_values() {
 
 #[test]
 fn the_original_csharp_file_parses_unchanged() {
-    // The shipped AstCTIServer.exe.config of the original (spec §1.6): LOG_LEVEL 255, port 8999.
+    // The shipped AstCTIServer.exe.config of the original (docs/ORIGINAL.md §1.6): LOG_LEVEL 255, port 8999.
     let original = SHIPPED
         .replace(r#"value="9000""#, r#"value="8999""#)
         .replace(

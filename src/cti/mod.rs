@@ -1,4 +1,4 @@
-//! The client side of the server: the original AstCTIClient line protocol (spec §3).
+//! The client side of the server: the original AstCTIClient line protocol (docs/ORIGINAL.md §3).
 pub mod notify;
 pub mod outq;
 pub mod proto;

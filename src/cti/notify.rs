@@ -1,4 +1,4 @@
-//! Call notifications on the client wire (spec §4.1): `<event id="…">` + `<call>` with up to seven
+//! Call notifications on the client wire (docs/ORIGINAL.md §4.1): `<event id="…">` + `<call>` with up to seven
 //! fields, in the original's exact byte layout, made safe for the original client's XML parser.
 //!
 //! Pure core, used by the dispatcher (and `--replay`). Escaping: in `calleridnum`/`calleridname` every

@@ -1,7 +1,7 @@
-//! The client line protocol (spec §3): framing of what clients send, parsing of commands, and the exact
+//! The client line protocol (docs/ORIGINAL.md §3): framing of what clients send, parsing of commands, and the exact
 //! bytes of every server reply.
 //!
-//! Pure core, used by each `client-N` reader thread. Framing fixes the original's bug 13: lines are
+//! Pure core, used by each `client-N` reader thread. Framing fixes docs/ORIGINAL.md bug 13: lines are
 //! buffered across reads (a command split over two TCP segments is one command), one trailing CR is
 //! tolerated, and a line longer than [`MAX_LINE`] is an error (the worker disconnects). Bytes ≥ 0x80
 //! become `?`, as the original's .NET ASCII decoding did.

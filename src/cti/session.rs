@@ -1,12 +1,12 @@
-//! Per-client state machine (spec §3.3–3.5): connected → user given → authenticated → closed.
+//! Per-client state machine (docs/ORIGINAL.md §3.3–3.5): connected → user given → authenticated → closed.
 //!
 //! Pure core: [`Session::handle`] takes one command line and an [`Env`] (the store and the
 //! dispatcher's registry, behind a trait so tests use fakes) and returns the one reply to send, if
 //! any, and whether to close. Run by a `client-N` reader thread.
 //!
 //! Departures from the original, all invisible to its client: a `USER` on an authenticated session is
-//! refused (`101 KO`) instead of leaving a stale registration (bug 16); `ORIG` before login is answered
-//! but never reaches Asterisk (bug 14); a NULL `HOST` does not fail the login (bug 17).
+//! refused (`101 KO`) instead of leaving a stale registration (docs/ORIGINAL.md bug 16); `ORIG` before login is answered
+//! but never reaches Asterisk (docs/ORIGINAL.md bug 14); a NULL `HOST` does not fail the login (docs/ORIGINAL.md bug 17).
 
 use super::proto::{self, parse_command, parse_orig, Command, OrigError, OrigRequest};
 
