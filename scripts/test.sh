@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): a private MariaDB, a throw-away database, then cargo test.
-#   scripts/test.sh [cargo test arguments...]   (without arguments it also runs demo/run.sh --check)
+#   scripts/test.sh [cargo test arguments...]   (without arguments it also runs demo/run.sh --check
+#                                                and scripts/release.sh --check)
 #   scripts/test.sh --bench [cargo bench arguments...]   the benchmarks (docs/PERFORMANCE.md) instead
 #                                  of the tests
 #   scripts/test.sh --stop-db      stops the private MariaDB
@@ -52,9 +53,12 @@ fi
 echo "== cargo test"
 cargo test --locked "$@"
 
-# The README's first command, end to end: MariaDB, server, a replayed call, the screen pop.
+# The README's first command, end to end: MariaDB, server, a replayed call, the screen pop; then the
+# release artefacts: glibc 2.17 binary, tarball, .deb installed and checked, Windows binary under Wine.
 # (Skipped when arguments select particular tests.)
 if [ "$#" -eq 0 ]; then
   echo "== demo/run.sh --check"
   demo/run.sh --check
+  echo "== scripts/release.sh --check"
+  scripts/release.sh --check
 fi

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Release artefacts in target/dist/ (docs/INSTALL.md):
+#   astcti-server-VERSION-x86_64-linux-glibc2.17.tar.gz  the binary (runs on glibc 2.17 and later:
+#       Debian 8+, Ubuntu 14.04+, RHEL/Alma/CentOS 7+, the FreePBX distribution), the example
+#       configuration, sql/, the systemd unit, the Task Scheduler task, the docs;
+#   astcti-server_VERSION-1_amd64.deb                     the Debian package (binary, unit, system user,
+#       /etc/astcti-server/AstCTIServer.xml as a conffile, /var/log/astcti-server);
+#   astcti-server-VERSION-x86_64-linux-glibc2.17-windows/ astcti-server.exe with the example
+#       configuration and the Task Scheduler task, when rustup has (or can add) the
+#       x86_64-pc-windows-gnu target and Debian's MinGW linker is installed (or can be).
+#
+# What it needs, and installs when missing: zig (PyPI package ziglang), cargo-zigbuild and cargo-deb
+# (crates.io), objdump (binutils), gcc-mingw-w64-x86-64 (Debian) for the Windows build.
+#   scripts/release.sh            build everything it can
+#   scripts/release.sh --check    also check: glibc symbols <= 2.17 (objdump -T), the tarball's files,
+#                                 the .deb installed with dpkg (as root) and its --check-config from
+#                                 the installed paths, the Windows binary's --check-config and --replay
+#                                 under Wine (Debian's wine) when it was built
+set -euo pipefail
+cd "$(dirname "$0")/.."
+check=no
+[ "${1:-}" = "--check" ] && check=yes
+
+say() { echo "== release: $*"; }
+die() { echo "release: FAILED: $*" >&2; exit 1; }
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+apt_install() {
+  $sudo apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+triple=x86_64-unknown-linux-gnu
+dist=target/dist
+mkdir -p "$dist/pkg"
+
+# --- tools ---------------------------------------------------------------------------------------
+if ! command -v zig >/dev/null 2>&1 && ! python3 -c "import ziglang" >/dev/null 2>&1; then
+  say "installing zig (PyPI: ziglang)"
+  python3 -m pip install -q ziglang || die "pip install ziglang"
+fi
+command -v cargo-zigbuild >/dev/null 2>&1 || { say "installing cargo-zigbuild"; cargo install --locked -q cargo-zigbuild || die "cargo install cargo-zigbuild"; }
+command -v cargo-deb >/dev/null 2>&1 || { say "installing cargo-deb"; cargo install --locked -q cargo-deb || die "cargo install cargo-deb"; }
+command -v objdump >/dev/null 2>&1 || apt_install binutils
+
+# --- Linux binary for glibc 2.17 -------------------------------------------------------------------
+say "building astcti-server for $triple, glibc 2.17 (cargo zigbuild)"
+cargo zigbuild --locked --release --target "$triple.2.17" --bin astcti-server
+bin="target/$triple/release/astcti-server"
+[ -x "$bin" ] || die "no $bin"
+
+# The highest GLIBC_x.y any dynamic symbol needs must be 2.17 or older.
+highest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+say "highest glibc symbol version needed: ${highest:-none}"
+if [ -n "$highest" ]; then
+  newest=$(printf '%s\n2.17\n' "$highest" | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+  [ "$newest" = "2.17" ] || die "$bin needs GLIBC_$highest, newer than 2.17"
+fi
+
+# --- tarball ---------------------------------------------------------------------------------------
+name="astcti-server-$version-x86_64-linux-glibc2.17"
+stage="$dist/$name"
+rm -rf "$stage"
+mkdir -p "$stage/systemd" "$stage/windows" "$stage/docs" "$stage/sql"
+cp "$bin" "$stage/"
+cp AstCTIServer.xml README.md "$stage/"
+cp sql/cti.sql "$stage/sql/"
+cp demo/systemd/astcti-server.service "$stage/systemd/"
+cp demo/windows/astcti-server-task.xml "$stage/windows/"
+cp docs/*.md "$stage/docs/"
+tar -C "$dist" -czf "$dist/$name.tar.gz" "$name"
+say "wrote $dist/$name.tar.gz"
+
+# --- Debian package --------------------------------------------------------------------------------
+sed -e 's|<add key="DIRECTORY" value="[^"]*"|<add key="DIRECTORY" value="/var/log/astcti-server/"|' \
+    AstCTIServer.xml > "$dist/pkg/AstCTIServer.xml"
+grep -q '/var/log/astcti-server/' "$dist/pkg/AstCTIServer.xml" || die "the packaged configuration has no log DIRECTORY"
+cargo deb --no-build --no-strip --target "$triple" --output "$dist/" >/dev/null || die "cargo deb"
+deb=$(ls -t "$dist"/astcti-server_*_amd64.deb | head -n 1)
+say "wrote $deb"
+
+# --- Windows binary (where the toolchain allows it) ------------------------------------------------
+win=""
+if rustup target list --installed 2>/dev/null | grep -q x86_64-pc-windows-gnu \
+   || rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1; then
+  command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1 || apt_install gcc-mingw-w64-x86-64 || true
+  if command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
+    say "building astcti-server.exe (x86_64-pc-windows-gnu)"
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+      cargo build --locked --release --target x86_64-pc-windows-gnu --bin astcti-server
+    win="target/x86_64-pc-windows-gnu/release/astcti-server.exe"
+    mkdir -p "$dist/$name-windows"
+    cp "$win" AstCTIServer.xml demo/windows/astcti-server-task.xml "$dist/$name-windows/"
+    say "wrote $dist/$name-windows/astcti-server.exe"
+  else
+    say "no MinGW linker (Debian's gcc-mingw-w64-x86-64): the Windows binary is not built"
+  fi
+else
+  say "rustup cannot add x86_64-pc-windows-gnu here: the Windows binary is not built"
+fi
+
+[ "$check" = yes ] || exit 0
+
+# --- checks ----------------------------------------------------------------------------------------
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "release check: ok: $*"; }
+bad() { failed=$((failed + 1)); echo "release check: FAILED: $*" >&2; }
+
+[ -n "$highest" ] && ok "glibc symbols need at most GLIBC_2.17 (highest: GLIBC_$highest)" || bad "no GLIBC symbol versions found"
+tar -tzf "$dist/$name.tar.gz" > "$dist/contents.txt"
+for f in astcti-server AstCTIServer.xml sql/cti.sql systemd/astcti-server.service windows/astcti-server-task.xml docs/INSTALL.md; do
+  grep -qx "$name/$f" "$dist/contents.txt" && ok "tarball has $f" || bad "tarball lacks $f"
+done
+"$stage/astcti-server" --version | grep -q "astcti-server $version" && ok "the tarball's binary runs here" || bad "the tarball's binary does not run"
+depends=$(dpkg-deb -f "$deb" Depends)
+[ "$depends" = "libc6 (>= 2.17)" ] && ok "the .deb depends on $depends" || bad "the .deb depends on '$depends'"
+if [ "$(id -u)" -eq 0 ]; then
+  dpkg -i "$deb" >/dev/null && ok "dpkg -i $deb" || bad "dpkg -i $deb"
+  if out=$(/usr/bin/astcti-server --check-config --config /etc/astcti-server/AstCTIServer.xml 2>&1); then
+    ok "--check-config from the installed paths"
+  else
+    bad "--check-config from the installed paths: $out"
+  fi
+  echo "$out" | grep -q "DIRECTORY = /var/log/astcti-server/" && ok "the packaged configuration logs to /var/log/astcti-server/" || bad "packaged DIRECTORY: $out"
+  getent passwd astcti >/dev/null && ok "the system user astcti exists" || bad "no user astcti"
+  [ "$(stat -c '%a %U %G' /etc/astcti-server/AstCTIServer.xml)" = "640 root astcti" ] && ok "the conffile is 0640 root:astcti" || bad "conffile: $(stat -c '%a %U %G' /etc/astcti-server/AstCTIServer.xml)"
+  [ "$(stat -c '%a %U' /var/log/astcti-server)" = "750 astcti" ] && ok "/var/log/astcti-server is 0750 astcti" || bad "log dir: $(stat -c '%a %U' /var/log/astcti-server)"
+  dpkg-query -W -f '${Conffiles}' astcti-server | grep -q /etc/astcti-server/AstCTIServer.xml && ok "AstCTIServer.xml is a conffile" || bad "not a conffile"
+  dpkg -r astcti-server >/dev/null && ok "dpkg -r" || bad "dpkg -r"
+else
+  echo "release check: skipped: installing the .deb needs root"
+fi
+if [ -n "$win" ]; then
+  command -v wine >/dev/null 2>&1 || apt_install wine wine64 || true
+  if command -v wine >/dev/null 2>&1; then
+    export WINEPREFIX="$PWD/target/wine-prefix" WINEDEBUG=-all
+    # A copy of the release folder to run in, with scripts/wine/bcryptprimitives.c built beside the
+    # exe: Debian 12's Wine 8.0 lacks ProcessPrng, which Rust's std imports (Windows 10+ has it).
+    wdir="target/wine-check"
+    rm -rf "$wdir" && mkdir -p "$wdir"
+    cp "$win" "$wdir/"
+    x86_64-w64-mingw32-gcc -shared -O2 -o "$wdir/bcryptprimitives.dll" scripts/wine/bcryptprimitives.c -ladvapi32 \
+      || bad "building the Wine shim"
+    sed -e 's|<add key="DIRECTORY" value="[^"]*"|<add key="DIRECTORY" value="logs"|' AstCTIServer.xml > "$wdir/AstCTIServer.xml"
+    out=$(cd "$wdir" && timeout 120 wine ./astcti-server.exe --check-config 2>/dev/null | tr -d '\r') || true
+    if echo "$out" | grep -q "CTI_SERVER_LISTEN_PORT = 9000"; then
+      ok "astcti-server.exe --check-config under Wine finds AstCTIServer.xml beside it"
+    else
+      bad "astcti-server.exe --check-config under Wine: $out"
+    fi
+    cp tests/fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami "$wdir/call.ami"
+    out=$(cd "$wdir" && timeout 120 wine ./astcti-server.exe --replay call.ami --agent PJSIP/201 2>/dev/null | tr -d '\r') || true
+    if [ "$(echo "$out" | grep -c '^PJSIP/201')" = 4 ] && echo "$out" | grep -q "40401"; then
+      ok "astcti-server.exe --replay under Wine: the demo call's 4 notifications with calldata 40401"
+    else
+      bad "--replay under Wine: $out"
+    fi
+  else
+    echo "release check: skipped: no wine to run the Windows binary"
+  fi
+fi
+echo "release: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
