@@ -185,3 +185,23 @@ fn check_config_connect_says_which_login_works() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_file_saved_as_latin1_says_to_save_it_as_utf8() {
+    let dir = temp_dir("latin1");
+    let config = write_config(&dir, &Options::default());
+    let mut bytes = std::fs::read(&config).unwrap();
+    // A comment with "é" as Latin-1 (0xE9), as a Windows editor saving "ANSI" writes it.
+    let at = bytes.windows(11).position(|w| w == b"<ctiserver>").unwrap() + 11;
+    bytes.splice(at..at, b"<!-- caf\xe9 -->".iter().copied());
+    std::fs::write(&config, bytes).unwrap();
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not UTF-8: save it as UTF-8"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
