@@ -100,12 +100,16 @@ pub fn main() -> i32 {
     for w in &warnings {
         log::warn!("{w}");
     }
+    let open_record = |path: &Path| {
+        let mut o = std::fs::OpenOptions::new();
+        o.create(true).append(true);
+        // The recording holds callers' numbers and names, like the log.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o640);
+        o.open(path)
+    };
     let record = match &opts.record_ami {
-        Some(path) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
+        Some(path) => match open_record(path) {
             Ok(f) => {
                 log::info!("recording every AMI byte to {}", path.display());
                 Some(f)
@@ -265,6 +269,8 @@ fn reload(cli: &Options, running: &mut Config, server: &Server, limit: Option<u6
     a.max_clients = n.max_clients;
     a.max_pending = n.max_pending;
     a.max_pending_per_ip = n.max_pending_per_ip;
+    a.allowed_networks = n.allowed_networks.clone();
+    a.login_throttle = n.login_throttle;
     crate::logging::set_mask(applied.logging.level);
     server.apply(&applied);
     *running = applied;

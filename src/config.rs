@@ -109,6 +109,11 @@ pub struct CtiConfig {
     pub max_pending: usize,
     /// `CTI_MAX_PENDING_PER_IP`: the same, per source address.
     pub max_pending_per_ip: usize,
+    /// `CTI_ALLOWED_NETWORKS`: who may connect; empty = everyone.
+    pub allowed_networks: Vec<crate::netlist::Network>,
+    /// `CTI_LOGIN_MAX_FAILURES`, `CTI_LOGIN_MAX_FAILURES_PER_IP`, `CTI_LOGIN_WINDOW`,
+    /// `CTI_LOGIN_COOLDOWN`: password-guessing throttle.
+    pub login_throttle: crate::throttle::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +181,11 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "CTI_CLIENT_WRITE_TIMEOUT",
             "CTI_MAX_PENDING",
             "CTI_MAX_PENDING_PER_IP",
+            "CTI_ALLOWED_NETWORKS",
+            "CTI_LOGIN_MAX_FAILURES",
+            "CTI_LOGIN_MAX_FAILURES_PER_IP",
+            "CTI_LOGIN_WINDOW",
+            "CTI_LOGIN_COOLDOWN",
         ],
     ),
 ];

@@ -20,6 +20,7 @@ use crate::admission::Slots;
 use crate::ami::link::{AmiCommand, AmiInput, Backlog};
 use crate::cti::outq::{Chunk, OutQueue, PushError};
 pub use crate::cti::worker::ClientEvent;
+use crate::logging::{escape, quote};
 use crate::registry::{ClientId, Registry};
 use crate::route::Router;
 use crate::stats::{self, Counters, CutReason, Gauges};
@@ -108,16 +109,21 @@ impl Dispatcher {
                 if ok {
                     let peer = self.clients.get(&id).map(|c| c.peer.to_string());
                     log::info!(
-                        "client-{id} ({}) logged in as {username:?} on {ext}",
-                        peer.unwrap_or_default()
+                        "client-{id} ({}) logged in as {} on {}",
+                        peer.unwrap_or_default(),
+                        quote(&username),
+                        escape(&ext)
                     );
                 }
                 let _ = reply.send(ok);
             }
             ClientEvent::Originate { id, ext, request } => {
                 let what = format!(
-                    "client-{id} ({ext}) ORIG {}@{} priority {}",
-                    request.exten, request.context, request.priority
+                    "client-{id} ({}) ORIG {}@{} priority {}",
+                    escape(&ext),
+                    escape(&request.exten),
+                    escape(&request.context),
+                    escape(&request.priority)
                 );
                 if !self.ami_up {
                     self.stats.originates_dropped += 1;
@@ -135,9 +141,9 @@ impl Dispatcher {
                 self.clients.remove(&id);
                 if let Some(agent) = self.registry.remove(id) {
                     log::info!(
-                        "client-{id} {:?} on {} logged out",
-                        agent.username,
-                        agent.ext
+                        "client-{id} {} on {} logged out",
+                        quote(&agent.username),
+                        escape(&agent.ext)
                     );
                 }
             }
@@ -162,8 +168,9 @@ impl Dispatcher {
                 self.stats.slow_clients_dropped += 1;
                 self.counters.cut(CutReason::QueueFull);
                 log::warn!(
-                    "client-{id} on {ext} cut: it is not reading its notifications \
-                     ({queued} bytes queued, CTI_CLIENT_QUEUE_BYTES {limit})"
+                    "client-{id} on {} cut: it is not reading its notifications \
+                     ({queued} bytes queued, CTI_CLIENT_QUEUE_BYTES {limit})",
+                    escape(ext)
                 );
                 let _ = client.sock.shutdown(Shutdown::Both);
                 self.clients.remove(&id);

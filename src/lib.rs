@@ -1,6 +1,6 @@
 //! astcti-server: a drop-in replacement for the original AstCTIServer (see `docs/`).
 //!
-//! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `cti::outq`, `registry`, `admission`,
+//! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `cti::outq`, `registry`, `admission`, `throttle`, `netlist`,
 //! `ami::frame`, `ami::event`, `ami::session`, `calls`, `route`, `replay` (the capture logic).
 //! Shell (threads, sockets, database): `app`, `server`, `listener`, `cti::worker`, `dispatcher`,
 //! `ami::link`, `store`, `logging`, `fdlimit`, `stats`, `offline`.
@@ -17,6 +17,7 @@ pub mod dispatcher;
 pub mod fdlimit;
 pub mod listener;
 pub mod logging;
+pub mod netlist;
 pub mod offline;
 pub mod registry;
 pub mod replay;
@@ -25,3 +26,4 @@ pub mod server;
 pub mod signals;
 pub mod stats;
 pub mod store;
+pub mod throttle;

@@ -28,6 +28,7 @@ pub fn run(listener: TcpListener, ctx: WorkerContext, stop: Arc<AtomicBool>) {
     let mut refusals = Throttle::new(Duration::from_secs(10));
     let mut evictions = Throttle::new(Duration::from_secs(10));
     let mut accept_errors = Throttle::new(Duration::from_secs(10));
+    let mut strangers = Throttle::new(Duration::from_secs(10));
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -48,6 +49,17 @@ pub fn run(listener: TcpListener, ctx: WorkerContext, stop: Arc<AtomicBool>) {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         if clients.len() > 64 {
             clients.retain(|h| !h.is_finished());
+        }
+        // CTI_ALLOWED_NETWORKS: closed before the welcome line.
+        if !crate::netlist::allowed(&ctx.settings().allowed_networks, peer.ip()) {
+            stats::add(&ctx.counters.not_allowed, 1);
+            if let Some(more) = strangers.hit(Instant::now()) {
+                log::warn!(
+                    "connection from {peer} closed: not in CTI_ALLOWED_NETWORKS{}",
+                    Throttle::since(more)
+                );
+            }
+            continue;
         }
         next_id += 1;
         let id = next_id;

@@ -87,6 +87,28 @@ pub fn file_name(now: OffsetDateTime) -> String {
     )
 }
 
+/// Longest peer-supplied value put in one log line, in characters.
+pub const LOG_CAP: usize = 200;
+
+/// A peer- or database-supplied value for a log line: control characters (CR, LF, NUL, ESC …) and
+/// quotes escaped so that no value can forge a line, at most [`LOG_CAP`] characters.
+pub fn escape(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == LOG_CAP {
+            out.push('…');
+            break;
+        }
+        out.extend(c.escape_debug());
+    }
+    out
+}
+
+/// [`escape`] in double quotes.
+pub fn quote(text: &str) -> String {
+    format!("\"{}\"", escape(text))
+}
+
 /// At most one log line per `window` for a repeated event; the next line says how many were not
 /// logged in between. Pure: the time is passed in.
 #[derive(Debug, Clone)]

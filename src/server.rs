@@ -39,6 +39,7 @@ pub struct RunOptions {
 pub struct Server {
     addr: SocketAddr,
     slots: Arc<Slots>,
+    throttle: Arc<crate::throttle::Throttle>,
     settings: SharedSettings,
     stop_accepting: Arc<AtomicBool>,
     stop: Option<Sender<()>>,
@@ -160,6 +161,7 @@ impl Server {
         let db = &config.database;
         let (logins, _db_threads) =
             store::start_logins(store, db.pool_size, db.timeout, counters.clone())?;
+        let throttle = Arc::new(crate::throttle::Throttle::new(config.cti.login_throttle));
         let settings: SharedSettings = Arc::new(Mutex::new(Arc::new(ClientSettings::from_config(
             &config.cti,
         ))));
@@ -169,6 +171,7 @@ impl Server {
             slots: slots.clone(),
             counters,
             settings: settings.clone(),
+            throttle: throttle.clone(),
         };
         let stop_accepting = Arc::new(AtomicBool::new(false));
         let flag = stop_accepting.clone();
@@ -177,6 +180,7 @@ impl Server {
         Ok(Server {
             addr,
             slots,
+            throttle,
             settings,
             stop_accepting,
             stop: Some(stop_tx),
@@ -189,6 +193,8 @@ impl Server {
     /// to the connections accepted from now on.
     pub fn apply(&self, config: &Config) {
         self.slots.set_limits(limits(config));
+        self.throttle
+            .with(|t| t.set_limits(config.cti.login_throttle));
         *self.settings.lock().unwrap_or_else(PoisonError::into_inner) =
             Arc::new(ClientSettings::from_config(&config.cti));
     }

@@ -34,7 +34,11 @@ pub struct Counters {
     pub db_errors: AtomicU64,
     pub logins: AtomicU64,
     pub logins_failed: AtomicU64,
+    /// Of those, refused by the guessing throttle without a database lookup.
+    pub logins_throttled: AtomicU64,
     pub legs_expired: AtomicU64,
+    /// Connections closed because their address is not in `CTI_ALLOWED_NETWORKS`.
+    pub not_allowed: AtomicU64,
 }
 
 /// What the statistics line reports besides the counters: the sizes of things right now.
@@ -75,8 +79,8 @@ impl Counters {
         format!(
             "stats: clients={} agents={} pending={} calls={} legs={} \
              notifications={} cut_queue_full={} cut_write_stalled={} pending_evicted={} refused={} \
-             logins={} logins_failed={} db_errors={} ami_reconnects={} ami_frames_lost={} \
-             ami_resyncs={} legs_expired={} connections={}",
+             logins={} logins_failed={} logins_throttled={} db_errors={} ami_reconnects={} ami_frames_lost={} \
+             ami_resyncs={} legs_expired={} not_allowed={} connections={}",
             g.clients,
             g.agents,
             g.pending,
@@ -89,11 +93,13 @@ impl Counters {
             get(&self.refused),
             get(&self.logins),
             get(&self.logins_failed),
+            get(&self.logins_throttled),
             get(&self.db_errors),
             get(&self.ami_reconnects),
             get(&self.ami_frames_lost),
             get(&self.ami_resyncs),
             get(&self.legs_expired),
+            get(&self.not_allowed),
             get(&self.connections),
         )
     }
@@ -145,6 +151,11 @@ impl Counters {
             ),
             ("logins", "Successful logins.", &self.logins),
             ("logins_failed", "Failed logins.", &self.logins_failed),
+            (
+                "logins_throttled",
+                "Logins refused by the guessing throttle, without a lookup.",
+                &self.logins_throttled,
+            ),
             ("db_errors", "Failed database queries.", &self.db_errors),
             ("ami_reconnects", "AMI reconnects.", &self.ami_reconnects),
             (

@@ -286,6 +286,7 @@ impl Link<'_> {
         let mut session = Session::new(self.cfg.session.clone(), number, Instant::now());
         let mut decoder = Decoder::new(self.cfg.limits);
         let mut buf = vec![0u8; 64 * 1024];
+        let mut trace = String::new();
         let end = loop {
             if !matches!(
                 self.ch.shutdown.try_recv(),
@@ -307,7 +308,20 @@ impl Link<'_> {
                     if let Some(rec) = &self.ch.record {
                         let _ = rec.send(bytes.to_vec());
                     }
-                    log::trace!("AMI <- {}", String::from_utf8_lossy(bytes).escape_debug());
+                    if log::log_enabled!(log::Level::Trace) {
+                        // Whole lines only, so a secret split across two reads is still masked.
+                        trace.push_str(&String::from_utf8_lossy(bytes));
+                        let cut = match trace.rfind('\n') {
+                            Some(i) => i + 1,
+                            None if trace.len() > 64 * 1024 => trace.len(),
+                            None => 0,
+                        };
+                        if cut > 0 {
+                            let text = super::session::mask_trace(&trace[..cut]);
+                            log::trace!("AMI <- {}", text.escape_debug());
+                            trace.drain(..cut);
+                        }
+                    }
                     session.on_bytes(Instant::now());
                     decoder.push(bytes);
                     while let Some(item) = decoder.next_item() {

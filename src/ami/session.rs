@@ -250,7 +250,7 @@ impl Session {
             ))],
             Pending::GetConfig(file) => vec![Out::Info(format!(
                 "--dumpconfig {file}: {response} {message}\n{}",
-                frame.to_text()
+                mask_secrets(frame).to_text()
             ))],
         }
     }
@@ -350,6 +350,51 @@ impl Session {
         let id = self.action_id("logoff");
         encode_action("Logoff", &id, &[]).ok()
     }
+}
+
+/// The option names whose values `--dumpconfig` never shows (`secret=`, `password=`, …).
+const SECRET_OPTIONS: [&str; 5] = ["secret", "password", "md5secret", "auth", "remotesecret"];
+
+/// A `GetConfig` answer with every secret value replaced by `********` (its `Line-…: key=value`
+/// lines, any case, spaces around `=` allowed).
+pub fn mask_secrets(frame: &Frame) -> Frame {
+    let mut f = frame.clone();
+    for (_, v) in f.headers.iter_mut() {
+        if let Some((key, _)) = v.split_once('=') {
+            let k = key.trim().to_ascii_lowercase();
+            if SECRET_OPTIONS.contains(&k.as_str()) {
+                *v = format!("{key}=********");
+            }
+        }
+    }
+    f
+}
+
+/// Raw AMI text for the DebugSocket trace, with the same secrets masked line by line (a
+/// `GetConfig` answer passes through here before it is a frame).
+pub fn mask_trace(text: &str) -> String {
+    text.split_inclusive('\n')
+        .map(|line| {
+            let Some((head, value)) = line.split_once(": ") else {
+                return line.to_string();
+            };
+            match value.split_once('=') {
+                Some((key, _))
+                    if SECRET_OPTIONS.contains(&key.trim().to_ascii_lowercase().as_str()) =>
+                {
+                    let end = if line.ends_with("\r\n") {
+                        "\r\n"
+                    } else if line.ends_with('\n') {
+                        "\n"
+                    } else {
+                        ""
+                    };
+                    format!("{head}: {key}=********{end}")
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,6 +17,11 @@ pub const RELOADABLE: &[&str] = &[
     "CTI_MAX_CLIENTS",
     "CTI_MAX_PENDING",
     "CTI_MAX_PENDING_PER_IP",
+    "CTI_ALLOWED_NETWORKS",
+    "CTI_LOGIN_MAX_FAILURES",
+    "CTI_LOGIN_MAX_FAILURES_PER_IP",
+    "CTI_LOGIN_WINDOW",
+    "CTI_LOGIN_COOLDOWN",
 ];
 
 /// One key that differs between two configurations (values as `--check-config` shows them).
@@ -127,6 +132,35 @@ impl Config {
                 "ctiserver",
                 "CTI_MAX_PENDING_PER_IP",
                 c.max_pending_per_ip.to_string(),
+            ),
+            e(
+                "ctiserver",
+                "CTI_ALLOWED_NETWORKS",
+                if c.allowed_networks.is_empty() {
+                    "(all)".to_string()
+                } else {
+                    c.allowed_networks
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+            ),
+            e(
+                "ctiserver",
+                "CTI_LOGIN_MAX_FAILURES",
+                c.login_throttle.max_user.to_string(),
+            ),
+            e(
+                "ctiserver",
+                "CTI_LOGIN_MAX_FAILURES_PER_IP",
+                c.login_throttle.max_ip.to_string(),
+            ),
+            e("ctiserver", "CTI_LOGIN_WINDOW", s(c.login_throttle.window)),
+            e(
+                "ctiserver",
+                "CTI_LOGIN_COOLDOWN",
+                s(c.login_throttle.cooldown),
             ),
         ]
     }

@@ -65,7 +65,19 @@ impl<'a> Reader<'a> {
                     col: p.col,
                 },
                 key: None,
-                message: format!("malformed XML: {e}{}", xml_hint(&e)),
+                // roxmltree may quote the offending character raw ('\n'): keep the error one line.
+                message: format!(
+                    "malformed XML: {}{}",
+                    e.to_string()
+                        .chars()
+                        .map(|c| if c.is_control() {
+                            c.escape_debug().to_string()
+                        } else {
+                            c.to_string()
+                        })
+                        .collect::<String>(),
+                    xml_hint(&e)
+                ),
             }
         })?;
         let root = doc.root_element();
@@ -393,6 +405,20 @@ impl<'a> Reader<'a> {
                 1,
                 100_000,
             )? as usize,
+            allowed_networks: self.networks("ctiserver", "CTI_ALLOWED_NETWORKS")?,
+            login_throttle: crate::throttle::Limits {
+                max_user: self.int("ctiserver", "CTI_LOGIN_MAX_FAILURES", Some(5), 1, 1_000_000)?
+                    as u32,
+                max_ip: self.int(
+                    "ctiserver",
+                    "CTI_LOGIN_MAX_FAILURES_PER_IP",
+                    Some(20),
+                    1,
+                    1_000_000,
+                )? as u32,
+                window: self.secs("ctiserver", "CTI_LOGIN_WINDOW", 60, 1)?,
+                cooldown: self.secs("ctiserver", "CTI_LOGIN_COOLDOWN", 60, 1)?,
+            },
         };
         Ok(Config {
             file: file.to_path_buf(),
@@ -414,6 +440,22 @@ impl<'a> Reader<'a> {
                 format!("{:?} is not an IPv4 or IPv6 address", e.value),
             )
         })
+    }
+
+    fn networks(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Vec<crate::netlist::Network>, ConfigError> {
+        let Some(e) = self.get(section, key) else {
+            return Ok(Vec::new());
+        };
+        e.value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|n| crate::netlist::Network::parse(n).map_err(|m| self.err(e.pos, Some(key), m)))
+            .collect()
     }
 
     fn list(&self, section: &str, key: &str) -> Vec<String> {

@@ -26,6 +26,21 @@ pub trait Env {
     fn note(&mut self, message: &str);
     /// Logs something routine (unknown commands), at debug level.
     fn debug(&mut self, _message: &str) {}
+    /// Refuses a login before any lookup (password guessing): the reason, or None to go ahead.
+    fn throttled(&mut self, _username: &str) -> Option<String> {
+        None
+    }
+    /// The lookup said the credentials are wrong.
+    fn login_failed(&mut self, _username: &str) {}
+    /// The login succeeded.
+    fn login_succeeded(&mut self, _username: &str) {}
+    /// One audit line: `event=… key=value …` (the shell adds the connection and the address).
+    fn audit(&mut self, _fields: &str) {}
+}
+
+/// `"value"` for a log or audit line: control characters escaped, length capped.
+fn q(value: &str) -> String {
+    crate::logging::quote(value)
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +80,8 @@ impl Step {
 #[derive(Debug, Default)]
 pub struct Session {
     state: State,
+    /// Who this connection logged in as (kept after QUIT, for the logout's audit line).
+    agent: Option<(String, String)>,
     /// `CTI_ORIGINATE_CONTEXTS`: contexts ORIG may dial into; empty = any.
     originate_contexts: Vec<String>,
 }
@@ -78,12 +95,18 @@ impl Session {
     pub fn with_originate_contexts(contexts: Vec<String>) -> Self {
         Session {
             state: State::Connected,
+            agent: None,
             originate_contexts: contexts,
         }
     }
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// (user name, EXT) this connection logged in as, if it did.
+    pub fn agent(&self) -> Option<(&str, &str)> {
+        self.agent.as_ref().map(|(u, e)| (u.as_str(), e.as_str()))
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -108,7 +131,7 @@ impl Session {
             }
             Command::Orig(params) => self.orig(&params, env),
             Command::Unknown(word) => {
-                env.debug(&format!("unknown command {word:?} ignored"));
+                env.debug(&format!("unknown command {} ignored", q(&word)));
                 Step::SILENT
             }
         }
@@ -120,13 +143,16 @@ impl Session {
         }
         if let State::Authenticated { username, .. } = &self.state {
             env.note(&format!(
-                "USER {name:?} refused: this connection is already logged in as {username:?}"
+                "USER {} refused: this connection is already logged in as {}",
+                q(&name),
+                q(username)
             ));
             return Step::reply(proto::KO);
         }
         if env.user_logged_in(&name) {
             env.note(&format!(
-                "USER {name:?} refused: already logged in on another connection"
+                "USER {} refused: already logged in on another connection",
+                q(&name)
             ));
             self.state = State::Connected;
             return Step::reply(proto::KO);
@@ -152,36 +178,49 @@ impl Session {
         }
         // A failed PASS discards the user, as the original does.
         self.state = State::Connected;
+        let fail = |env: &mut dyn Env, reason: &str, detail: &str| {
+            env.audit(&format!(
+                "event=login_failed user={} reason={reason}",
+                q(&username)
+            ));
+            env.note(&format!("login of {} failed: {detail}", q(&username)));
+            Step::reply(proto::KO)
+        };
+        if let Some(why) = env.throttled(&username) {
+            return fail(env, "throttled", &format!("{why} (no database lookup)"));
+        }
         let row = match env.authenticate(&username, secret) {
             Ok(Some(row)) => row,
             Ok(None) => {
-                env.note(&format!(
-                    "login of {username:?} failed: unknown user or wrong secret"
-                ));
-                return Step::reply(proto::KO);
+                env.login_failed(&username);
+                return fail(env, "wrong_secret", "unknown user or wrong secret");
             }
-            Err(reason) => {
-                env.note(&format!("login of {username:?} failed: {reason}"));
-                return Step::reply(proto::KO);
-            }
+            Err(reason) => return fail(env, "database", &reason),
         };
         let ext = match row.ext.as_deref().map(str::trim) {
             Some(ext) if !ext.is_empty() => ext.to_string(),
             _ => {
-                env.note(&format!(
-                    "login of {:?} failed: the cti row has no EXT (the client writes it before logging in)",
-                    row.username
-                ));
-                return Step::reply(proto::KO);
+                return fail(
+                    env,
+                    "no_ext",
+                    "the cti row has no EXT (the client writes it before logging in)",
+                )
             }
         };
         if !env.register(&row.username, &ext) {
-            env.note(&format!(
-                "login of {:?} failed: user or extension {ext:?} already logged in",
-                row.username
-            ));
-            return Step::reply(proto::KO);
+            return fail(
+                env,
+                "already_logged_in",
+                &format!("user or extension {} already logged in", q(&ext)),
+            );
         }
+        env.login_succeeded(&row.username);
+        env.audit(&format!(
+            "event=login user={} ext={}",
+            q(&row.username),
+            q(&ext)
+        ));
+        self.agent = Some((row.username.clone(), ext.clone()));
         self.state = State::Authenticated {
             username: row.username,
             ext,
@@ -194,7 +233,7 @@ impl Session {
             Ok(r) => r,
             Err(OrigError::Malformed) => return Step::reply(proto::ERROR),
             Err(OrigError::Refused(why)) => {
-                env.note(&format!("ORIG {params:?} refused: {why}"));
+                env.note(&format!("ORIG {} refused: {why}", q(params)));
                 return Step::reply(proto::OK);
             }
         };
@@ -202,14 +241,23 @@ impl Session {
             && !self.originate_contexts.contains(&request.context)
         {
             env.note(&format!(
-                "ORIG {params:?} refused: context {:?} is not in CTI_ORIGINATE_CONTEXTS",
-                request.context
+                "ORIG {} refused: context {} is not in CTI_ORIGINATE_CONTEXTS",
+                q(params),
+                q(&request.context)
             ));
             return Step::reply(proto::OK);
         }
         match &self.state {
-            State::Authenticated { ext, .. } => {
+            State::Authenticated { ext, username } => {
                 let ext = ext.clone();
+                env.audit(&format!(
+                    "event=originate user={} ext={} number={} context={} priority={}",
+                    q(username),
+                    q(&ext),
+                    q(&request.exten),
+                    q(&request.context),
+                    q(&request.priority)
+                ));
                 env.originate(&ext, request);
             }
             _ => env.note("ORIG before login refused: nothing sent to Asterisk"),

@@ -27,13 +27,12 @@ use crate::admission::Slots;
 use crate::registry::ClientId;
 use crate::stats::{self, Counters, CutReason};
 use crate::store::Logins;
+use crate::throttle::{Refusal, Throttle};
 
 /// How long a reader waits for the dispatcher to answer a login question.
 const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Stack of a writer thread: it only copies bytes to the socket.
 pub const WRITER_STACK: usize = 64 * 1024;
-/// Longest peer-supplied text put in one log line.
-const LOG_CAP: usize = 200;
 
 /// What client threads tell the dispatcher.
 #[derive(Debug)]
@@ -76,6 +75,8 @@ pub struct ClientSettings {
     pub write_timeout: Duration,
     /// `CTI_MAX_CLIENTS` in force (for log lines).
     pub max_clients: usize,
+    /// `CTI_ALLOWED_NETWORKS`.
+    pub allowed_networks: Vec<crate::netlist::Network>,
 }
 
 impl ClientSettings {
@@ -88,6 +89,7 @@ impl ClientSettings {
             queue_bytes: c.client_queue_bytes,
             write_timeout: c.client_write_timeout,
             max_clients: c.max_clients,
+            allowed_networks: c.allowed_networks.clone(),
         }
     }
 }
@@ -103,6 +105,7 @@ pub struct WorkerContext {
     pub slots: Arc<Slots>,
     pub counters: Arc<Counters>,
     pub settings: SharedSettings,
+    pub throttle: Arc<Throttle>,
 }
 
 impl WorkerContext {
@@ -118,7 +121,56 @@ impl WorkerContext {
 struct WorkerEnv<'a> {
     id: ClientId,
     ctx: &'a WorkerContext,
+    peer: SocketAddr,
     login_deadline: Instant,
+    notes: &'a mut NoteLimiter,
+}
+
+/// Repeated identical warnings from one connection: the first is logged, then at most one line
+/// per [`NOTE_WINDOW`] saying how many more came (a client looping on a bad command cannot fill the
+/// disk).
+#[derive(Debug, Default)]
+struct NoteLimiter {
+    last: String,
+    since: Option<Instant>,
+    more: u64,
+}
+
+const NOTE_WINDOW: Duration = Duration::from_secs(10);
+
+impl NoteLimiter {
+    /// The lines to log for `message` now (none, one, or a summary and the new one).
+    fn note(&mut self, message: &str, now: Instant) -> Vec<String> {
+        let mut out = Vec::new();
+        let within = self
+            .since
+            .is_some_and(|t| now.duration_since(t) < NOTE_WINDOW);
+        if message == self.last && within {
+            self.more += 1;
+            return out;
+        }
+        if self.more > 0 {
+            out.push(format!(
+                "… {} more of \"{}\" in {} s",
+                self.more,
+                self.last,
+                NOTE_WINDOW.as_secs()
+            ));
+        }
+        self.more = 0;
+        self.last = message.to_string();
+        self.since = Some(now);
+        out.push(message.to_string());
+        out
+    }
+
+    /// The summary still owed when the connection ends.
+    fn flush(&mut self) -> Option<String> {
+        (self.more > 0).then(|| {
+            let n = std::mem::take(&mut self.more);
+            format!("… {n} more of \"{}\"", self.last)
+        })
+    }
 }
 
 impl WorkerEnv<'_> {
@@ -170,12 +222,63 @@ impl Env for WorkerEnv<'_> {
         if message.starts_with("login of") {
             stats::add(&self.ctx.counters.logins_failed, 1);
         }
-        log::warn!("client-{}: {message}", self.id);
+        for line in self.notes.note(message, Instant::now()) {
+            log::warn!("client-{}: {line}", self.id);
+        }
     }
 
     fn debug(&mut self, message: &str) {
         log::debug!("client-{}: {message}", self.id);
     }
+
+    fn throttled(&mut self, username: &str) -> Option<String> {
+        let ip = self.peer.ip();
+        match self
+            .ctx
+            .throttle
+            .with(|t| t.check(ip, username, Instant::now()))
+        {
+            Ok(()) => None,
+            Err(refusal) => {
+                stats::add(&self.ctx.counters.logins_throttled, 1);
+                // The same words every time, so that the per-connection summary folds them.
+                Some(match refusal {
+                    Refusal::Address { .. } => format!(
+                        "too many failed logins from {ip}: refused until the cool-down ends \
+                         (CTI_LOGIN_MAX_FAILURES_PER_IP, CTI_LOGIN_COOLDOWN)"
+                    ),
+                    Refusal::User { .. } => format!(
+                        "too many failed logins for this user from {ip}: refused until the \
+                         cool-down ends (CTI_LOGIN_MAX_FAILURES, CTI_LOGIN_COOLDOWN)"
+                    ),
+                })
+            }
+        }
+    }
+
+    fn login_failed(&mut self, username: &str) {
+        let ip = self.peer.ip();
+        self.ctx
+            .throttle
+            .with(|t| t.failed(ip, username, Instant::now()));
+    }
+
+    fn login_succeeded(&mut self, username: &str) {
+        let ip = self.peer.ip();
+        self.ctx.throttle.with(|t| t.succeeded(ip, username));
+    }
+
+    fn audit(&mut self, fields: &str) {
+        // Identical lines in a row from one connection (a guessing loop) are summarised too.
+        for line in self.notes.note(fields, Instant::now()) {
+            audit(self.id, self.peer, &line);
+        }
+    }
+}
+
+/// One audit line, level Info: `audit: event=… key=value … client=client-N address=IP:PORT`.
+fn audit(id: ClientId, peer: SocketAddr, fields: &str) {
+    log::info!(target: "audit", "audit: {fields} client=client-{id} address={peer}");
 }
 
 /// The writer thread: batches from the queue, one `write_all` each.
@@ -287,22 +390,52 @@ pub fn serve(id: ClientId, sock: Arc<TcpStream>, peer: SocketAddr, ctx: WorkerCo
     };
     if ctx.events.send(connected).is_ok() {
         log::info!("client-{id} connected from {peer}");
-        read_loop(id, &sock, &queue, &ctx, &settings, started);
+        let mut session = Session::with_originate_contexts(settings.originate_contexts.clone());
+        let mut notes = NoteLimiter::default();
+        let why = read_loop(
+            id,
+            &sock,
+            peer,
+            &queue,
+            &ctx,
+            &settings,
+            started,
+            &mut session,
+            &mut notes,
+        );
+        if let Some(summary) = notes.flush() {
+            log::warn!("client-{id}: {summary}");
+        }
+        if let Some((username, ext)) = session.agent() {
+            audit(
+                id,
+                peer,
+                &format!(
+                    "event=logout user={} ext={} reason={why}",
+                    crate::logging::quote(username),
+                    crate::logging::quote(ext)
+                ),
+            );
+        }
     }
     drop(queue);
     drop(leave);
 }
 
+/// Serves the lines of one connection until it ends; returns why it ended (for the audit line).
+#[allow(clippy::too_many_arguments)]
 fn read_loop(
     id: ClientId,
     sock: &TcpStream,
+    peer: SocketAddr,
     queue: &OutQueue,
     ctx: &WorkerContext,
     settings: &ClientSettings,
     started: Instant,
-) {
+    session: &mut Session,
+    notes: &mut NoteLimiter,
+) -> &'static str {
     let login_deadline = started + settings.login_timeout;
-    let mut session = Session::with_originate_contexts(settings.originate_contexts.clone());
     let mut lines = LineBuffer::new(MAX_LINE);
     let mut buf = [0u8; 4096];
     let mut reader = sock;
@@ -314,7 +447,7 @@ fn read_loop(
             let left = login_deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 log::info!("client-{id}: no login within the timeout: closing");
-                return;
+                return "login_timeout";
             }
             (
                 left.min(settings.client_timeout),
@@ -325,13 +458,17 @@ fn read_loop(
         let n = match reader.read(&mut buf) {
             Ok(0) => {
                 log::info!("client-{id}: remote client has closed the socket");
-                return;
+                return "closed_by_client";
             }
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
-                log::info!("client-{id}: {}: closing", end_reason(&e, login_wait));
-                return;
+                let why = end_reason(&e, login_wait);
+                log::info!("client-{id}: {why}: closing");
+                return match e.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut => "timeout",
+                    _ => "socket_error",
+                };
             }
         };
         lines.push(&buf[..n]);
@@ -341,24 +478,26 @@ fn read_loop(
                 Ok(None) => break,
                 Err(e) => {
                     log::warn!("client-{id}: line longer than {} bytes: closing", e.limit);
-                    return;
+                    return "line_too_long";
                 }
             };
             log::trace!("client-{id} <- {}", trace_line(&line));
             let mut env = WorkerEnv {
                 id,
                 ctx,
+                peer,
                 login_deadline,
+                notes,
             };
             let step = session.handle(&line, &mut env);
             if let Some(reply) = step.reply {
                 if let Err(e) = queue.push(Chunk::Static(reply)) {
                     log::warn!("client-{id}: not reading its replies ({e:?}): closing");
-                    return;
+                    return "not_reading";
                 }
             }
             if step.close {
-                return;
+                return "quit";
             }
         }
     }
@@ -371,20 +510,7 @@ pub fn trace_line(line: &str) -> String {
     if word.len() >= 4 && word[..4].eq_ignore_ascii_case(b"PASS") {
         return "PASS ********".into();
     }
-    escape_for_log(line)
-}
-
-/// `text` for a log line: control characters escaped, at most [`LOG_CAP`] characters.
-pub fn escape_for_log(text: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == LOG_CAP {
-            out.push('…');
-            break;
-        }
-        out.extend(c.escape_debug());
-    }
-    out
+    crate::logging::escape(line)
 }
 
 #[cfg(test)]
@@ -406,6 +532,9 @@ mod tests {
             let _ = trace_line(line);
         }
         assert_eq!(trace_line("a\rb\u{0}"), "a\\rb\\0");
-        assert_eq!(trace_line(&"x".repeat(500)).chars().count(), LOG_CAP + 1);
+        assert_eq!(
+            trace_line(&"x".repeat(500)).chars().count(),
+            crate::logging::LOG_CAP + 1
+        );
     }
 }

@@ -314,3 +314,35 @@ fn our_originate_response_events_are_logged_and_passed_on() {
         vec![Out::Frame(other)]
     );
 }
+
+#[test]
+fn dumpconfig_answers_never_show_secrets() {
+    let answer = f(&[
+        ("Response", "Success"),
+        ("Line-000000-000000", "type=endpoint"),
+        ("Line-000001-000001", "Secret = demo201"),
+        ("Line-000001-000002", "password=demo202"),
+        ("Line-000001-000003", "md5secret=abc"),
+        ("Line-000001-000004", "auth=201"),
+        ("Line-000001-000005", "username=201"),
+    ]);
+    let text = mask_secrets(&answer).to_text();
+    for secret in ["demo201", "demo202", "abc"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    assert!(
+        text.contains("Secret =********") || text.contains("Secret=********"),
+        "{text}"
+    );
+    assert!(text.contains("username=201"), "other options stay: {text}");
+    assert!(text.contains("auth=********"), "{text}");
+}
+
+#[test]
+fn the_ami_trace_masks_secrets_too() {
+    let raw = "Response: Success\r\nLine-000001-000001: secret=demo201\r\nLine-000001-000002: type=peer\r\n";
+    let t = mask_trace(raw);
+    assert!(!t.contains("demo201"), "{t}");
+    assert!(t.contains("Line-000001-000001: secret=********\r\n"), "{t}");
+    assert!(t.contains("type=peer"));
+}
