@@ -161,5 +161,5 @@ if [ -n "$win" ]; then
     echo "release check: skipped: no wine to run the Windows binary"
   fi
 fi
-echo "release: $passed passed, $failed failed"
+echo "release: checks: $passed ok, $failed failed"
 [ "$failed" -eq 0 ]

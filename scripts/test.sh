@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, CI): a private MariaDB, a throw-away database, then cargo test.
 #   scripts/test.sh [cargo test arguments...]   (without arguments it also runs demo/run.sh --check
-#                                                and scripts/release.sh --check)
+#                                                scripts/release.sh --check and scripts/fuzz.sh)
 #   scripts/test.sh --bench [cargo bench arguments...]   the benchmarks (docs/PERFORMANCE.md) instead
 #                                  of the tests
 #   scripts/test.sh --stop-db      stops the private MariaDB
@@ -61,4 +61,6 @@ if [ "$#" -eq 0 ]; then
   demo/run.sh --check
   echo "== scripts/release.sh --check"
   scripts/release.sh --check
+  echo "== scripts/fuzz.sh (every target, a few seconds each)"
+  scripts/fuzz.sh
 fi
