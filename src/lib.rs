@@ -11,6 +11,7 @@ pub mod ami;
 pub mod app;
 pub mod calls;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod cti;
 pub mod dispatcher;

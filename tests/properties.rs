@@ -151,13 +151,13 @@ struct FakeEnv {
 
 impl Env for FakeEnv {
     fn user_logged_in(&mut self, username: &str) -> bool {
-        username.len() % 7 == 0
+        username.len().is_multiple_of(7)
     }
     fn authenticate(&mut self, username: &str, secret: &str) -> Result<Option<AgentRow>, String> {
         match secret.len() % 3 {
             0 => Ok(Some(AgentRow {
                 username: username.into(),
-                ext: (secret.len() % 2 == 0).then(|| "SIP/1".into()),
+                ext: secret.len().is_multiple_of(2).then(|| "SIP/1".into()),
             })),
             1 => Ok(None),
             _ => Err("down".into()),

@@ -60,9 +60,115 @@ pub fn to_wire(kind: Kind, record: &Record) -> String {
     out
 }
 
+/// The client's side of the same format: one whole notification (`<event id=…>` … `</event>`) back
+/// into its kind and fields, with the escapes undone. None for anything else (unknown ids are
+/// ignored by the original client too). Used by `astcti-client`.
+pub fn parse(wire: &str) -> Option<(Kind, Record)> {
+    let rest = wire.trim_start().strip_prefix("<event id=\"")?;
+    let (id, rest) = rest.split_once('"')?;
+    let kind = match id {
+        "Newcallerid" => Kind::Newcallerid,
+        "Newstate" => Kind::Newstate,
+        "Link" => Kind::Link,
+        "Hangup" => Kind::Hangup,
+        _ => return None,
+    };
+    let body = rest.split_once("<call>")?.1.split_once("</call>")?.0;
+    let mut r = Record::default();
+    let mut rest = body;
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let (name, after) = after.split_once('>')?;
+        let close = format!("</{name}>");
+        let (value, tail) = after.split_once(close.as_str())?;
+        let value = Some(unescape(value));
+        match name {
+            "uniqueid" => r.uniqueid = value,
+            "channel" => r.channel = value,
+            "calleridnum" => r.calleridnum = value,
+            "calleridname" => r.calleridname = value,
+            "context" => r.context = value,
+            "appdata" => r.appdata = value,
+            "state" => r.state = value,
+            _ => {}
+        }
+        rest = tail;
+    }
+    Some((kind, r))
+}
+
+/// Undoes the five XML escapes and numeric character references (`&#233;`, `&#xE9;`).
+fn unescape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find(';').filter(|&e| e <= 12) else {
+            out.push('&');
+            rest = &tail[1..];
+            continue;
+        };
+        let entity = &tail[1..end];
+        let c = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            e => e
+                .strip_prefix("#x")
+                .or_else(|| e.strip_prefix("#X"))
+                .map(|h| u32::from_str_radix(h, 16))
+                .or_else(|| e.strip_prefix('#').map(str::parse::<u32>))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_server_writes_the_client_reads_back() {
+        let r = rec([
+            Some("1796112089.2"),
+            Some("PJSIP/201-00000000"),
+            Some("0215552001"),
+            Some("Jos\u{e9} \"Tom & Jerry\" O'Brien"),
+            Some("astctidemo"),
+            Some("a=1&b=<2>"),
+            None,
+        ]);
+        for kind in [Kind::Newcallerid, Kind::Newstate, Kind::Link, Kind::Hangup] {
+            let wire = to_wire(kind, &r);
+            let (k, back) = parse(&wire).unwrap();
+            assert_eq!(k, kind);
+            assert_eq!(back, r, "{wire}");
+        }
+        let empty = parse("<event id=\"Hangup\">\n<call></call></event>\n").unwrap();
+        assert_eq!(empty, (Kind::Hangup, Record::default()));
+        assert_eq!(parse("<event id=\"Other\">\n<call></call></event>\n"), None);
+        assert_eq!(parse("100 OK"), None);
+        assert_eq!(
+            unescape("a &bogus; &#xE9;&#233; &"),
+            "a &bogus; \u{e9}\u{e9} &"
+        );
+    }
 
     fn rec(fields: [Option<&str>; 7]) -> Record {
         let s = |i: usize| fields[i].map(str::to_string);

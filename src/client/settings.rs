@@ -1,0 +1,297 @@
+//! The client's settings: the original `AstCTIClient.config` (`<LocalAppSettings>`, one element per
+//! setting, collections `<CTIContextes>` and `<CTIOutboundContextes>`; docs/ORIGINAL.md §6), read
+//! unchanged so an agent's existing file works. Pure core: text in, values out.
+//!
+//! Passwords need not be in the file: `ASTCTI_PASSWORD` (environment) or `--password-file FILE`
+//! (readable by the user only) take precedence over `<Password>`; likewise `ASTCTI_MYSQL_PASSWORD`.
+
+/// An inbound context: what to open on a `Link` whose context is `context`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundContext {
+    pub context: String,
+    pub application: String,
+    pub parameters: String,
+    pub internal_browser: bool,
+    pub catch_all: bool,
+    pub enabled: bool,
+    pub display_name: String,
+}
+
+/// A context agents may dial into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundContext {
+    pub context: String,
+    pub priority: u32,
+}
+
+/// The client's own MySQL connection (it writes its `EXT` before logging in, as the original did).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    /// The `NOOP` interval (`SocketTimeout`, milliseconds).
+    pub noop_ms: u64,
+    pub username: String,
+    pub password: String,
+    pub phone_ext: String,
+    pub contexts: Vec<InboundContext>,
+    pub outbound: Vec<OutboundContext>,
+    pub trigger_callerid: bool,
+    /// Seconds the caller-ID popup stays.
+    pub callerid_timeout: u64,
+    pub minimize_on_start: bool,
+    /// None when the file names no MySQL database: no `EXT` registration.
+    pub database: Option<Database>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: "localhost".into(),
+            port: 9000,
+            noop_ms: 1500,
+            username: String::new(),
+            password: String::new(),
+            phone_ext: String::new(),
+            contexts: Vec::new(),
+            outbound: Vec::new(),
+            trigger_callerid: false,
+            callerid_timeout: 3,
+            minimize_on_start: false,
+            database: None,
+        }
+    }
+}
+
+fn child_text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> {
+    node.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
+        .map(|c| c.text().unwrap_or("").trim())
+}
+
+fn boolean(v: Option<&str>) -> Option<bool> {
+    v.map(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Reads `AstCTIClient.config`. Err is one line naming `file`, the line and the element.
+pub fn parse(text: &str, file: &str) -> Result<Settings, String> {
+    let doc =
+        roxmltree::Document::parse(text).map_err(|e| format!("{file}: malformed XML: {e}"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "LocalAppSettings" {
+        return Err(format!(
+            "{file}: the root element is <{}>, expected <LocalAppSettings> (an AstCTIClient.config)",
+            root.tag_name().name()
+        ));
+    }
+    let line = |n: roxmltree::Node<'_, '_>| doc.text_pos_at(n.range().start).row;
+    let mut s = Settings::default();
+    let number = |name: &str, v: &str, n: roxmltree::Node<'_, '_>| -> Result<u64, String> {
+        v.parse()
+            .map_err(|_| format!("{file}:{}: <{name}> {v:?} is not a whole number", line(n)))
+    };
+    let (mut db_host, mut db_user, mut db_pass, mut db_name, mut db_port) =
+        (None, None, None, None, 3306u16);
+    for el in root.children().filter(|n| n.is_element()) {
+        let v = el.text().unwrap_or("").trim();
+        match el.tag_name().name() {
+            "Host" => s.host = v.to_string(),
+            "Port" => s.port = number("Port", v, el)?.min(65535) as u16,
+            "SocketTimeout" => s.noop_ms = number("SocketTimeout", v, el)?.max(100),
+            "Username" => s.username = v.to_string(),
+            "Password" => s.password = v.to_string(),
+            "PhoneExt" => s.phone_ext = v.to_string(),
+            "TriggerCallerId" => s.trigger_callerid = v.eq_ignore_ascii_case("true"),
+            "CallerIdTimeout" => s.callerid_timeout = number("CallerIdTimeout", v, el)?,
+            "MinimizeOnStart" => s.minimize_on_start = v.eq_ignore_ascii_case("true"),
+            "MySQLHost" => db_host = Some(v.to_string()),
+            "MySQLUserName" => db_user = Some(v.to_string()),
+            "MySQLPassword" => db_pass = Some(v.to_string()),
+            "MySQLDatabase" => db_name = Some(v.to_string()),
+            "MySQLPort" => db_port = number("MySQLPort", v, el)?.min(65535) as u16,
+            "CTIContextes" => {
+                for c in el.children().filter(|n| n.is_element()) {
+                    let context = child_text(c, "Context").unwrap_or("").to_string();
+                    s.contexts.push(InboundContext {
+                        display_name: child_text(c, "DisplayName")
+                            .map(str::to_string)
+                            .unwrap_or_else(|| format!("Context {context}")),
+                        context,
+                        application: child_text(c, "Application").unwrap_or("").to_string(),
+                        parameters: child_text(c, "Parameters").unwrap_or("").to_string(),
+                        internal_browser: boolean(child_text(c, "InternalBrowser"))
+                            .unwrap_or(false),
+                        catch_all: boolean(child_text(c, "CatchAll")).unwrap_or(false),
+                        enabled: boolean(child_text(c, "Enabled")).unwrap_or(false),
+                    });
+                }
+            }
+            "CTIOutboundContextes" => {
+                for c in el.children().filter(|n| n.is_element()) {
+                    let priority = match child_text(c, "Priority") {
+                        Some(p) if !p.is_empty() => number("Priority", p, c)? as u32,
+                        _ => 1,
+                    };
+                    s.outbound.push(OutboundContext {
+                        context: child_text(c, "Context").unwrap_or("").to_string(),
+                        priority,
+                    });
+                }
+            }
+            // The original's other settings (fonts, language, internal browser) mean nothing here.
+            _ => {}
+        }
+    }
+    if let (Some(host), Some(database)) = (db_host, db_name) {
+        if !host.is_empty() && !database.is_empty() {
+            s.database = Some(Database {
+                host,
+                port: db_port,
+                user: db_user.unwrap_or_else(|| "root".into()),
+                password: db_pass.unwrap_or_default(),
+                database,
+            });
+        }
+    }
+    Ok(s)
+}
+
+impl Settings {
+    /// Applies the password sources that beat the file: `password_file` (first line), then
+    /// `ASTCTI_PASSWORD`; `ASTCTI_MYSQL_PASSWORD` for the database.
+    pub fn with_secrets(
+        mut self,
+        password_file: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Self {
+        if let Some(p) = password_file {
+            self.password = p.lines().next().unwrap_or("").to_string();
+        } else if let Some(p) = env("ASTCTI_PASSWORD") {
+            self.password = p;
+        }
+        if let (Some(db), Some(p)) = (self.database.as_mut(), env("ASTCTI_MYSQL_PASSWORD")) {
+            db.password = p;
+        }
+        self
+    }
+
+    /// Why these settings cannot log in, if they cannot.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("Host", &self.host),
+            ("Username", &self.username),
+            ("PhoneExt", &self.phone_ext),
+        ] {
+            if v.trim().is_empty() {
+                return Err(format!("<{name}> is empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape the original writes (a 2007 sample, ORIGINAL.md §6).
+    pub const ORIGINAL: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<LocalAppSettings className="AstCTIClient.LocalAppSettings">
+  <CTIContextes className="AstCTIClient.CTIContextCollection">
+    <CTIContext className="AstCTIClient.CTIContext">
+      <Context>astctidemo</Context>
+      <Application>c:\program files\Internet Explorer\iexplore.exe</Application>
+      <Parameters>http://example/demo_page.php?callerid={CALLERID}&amp;calldata={CALLDATA}</Parameters>
+      <InternalBrowser>False</InternalBrowser>
+      <CatchAll>False</CatchAll>
+      <Enabled>True</Enabled>
+      <DisplayName>Context astctidemo</DisplayName>
+    </CTIContext>
+  </CTIContextes>
+  <CTIOutboundContextes className="AstCTIClient.CTIOutboundContextCollection">
+    <CTIOutboundContext className="AstCTIClient.CTIOutboundContext">
+      <Context>astctidemo</Context>
+      <Priority>1</Priority>
+      <DisplayName>Outbound Context astctidemo</DisplayName>
+    </CTIOutboundContext>
+  </CTIOutboundContextes>
+  <TriggerCallerId>True</TriggerCallerId>
+  <CallerIdTimeout>3</CallerIdTimeout>
+  <CalleridFadeSpeed>10</CalleridFadeSpeed>
+  <Host>127.0.0.1</Host>
+  <Port>9000</Port>
+  <SocketTimeout>1500</SocketTimeout>
+  <Username>test</Username>
+  <Password>test</Password>
+  <PhoneExt>SIP/201</PhoneExt>
+  <MySQLHost>localhost</MySQLHost>
+  <MySQLUserName>root</MySQLUserName>
+  <MySQLPassword></MySQLPassword>
+  <MySQLDatabase>test</MySQLDatabase>
+  <MySQLPort>3306</MySQLPort>
+  <Language>en-US</Language>
+  <MinimizeOnStart>False</MinimizeOnStart>
+  <SaveOnClose>True</SaveOnClose>
+</LocalAppSettings>
+"#;
+
+    #[test]
+    fn the_originals_file_reads_unchanged() {
+        let s = parse(ORIGINAL, "AstCTIClient.config").unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.port, s.noop_ms),
+            ("127.0.0.1", 9000, 1500)
+        );
+        assert_eq!((s.username.as_str(), s.password.as_str()), ("test", "test"));
+        assert_eq!(s.phone_ext, "SIP/201");
+        assert!(s.trigger_callerid);
+        assert_eq!(s.contexts.len(), 1);
+        let c = &s.contexts[0];
+        assert!(c.enabled && !c.catch_all && !c.internal_browser);
+        assert_eq!(
+            c.parameters,
+            "http://example/demo_page.php?callerid={CALLERID}&calldata={CALLDATA}"
+        );
+        assert_eq!(
+            s.outbound,
+            vec![OutboundContext {
+                context: "astctidemo".into(),
+                priority: 1
+            }]
+        );
+        assert_eq!(
+            s.database.as_ref().map(|d| d.database.as_str()),
+            Some("test")
+        );
+        assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn secrets_from_a_file_or_the_environment_beat_the_file() {
+        let s = parse(ORIGINAL, "f").unwrap();
+        let env = |k: &str| (k == "ASTCTI_PASSWORD").then(|| "from-env".to_string());
+        assert_eq!(s.clone().with_secrets(None, &env).password, "from-env");
+        assert_eq!(
+            s.with_secrets(Some("from-file\n"), &env).password,
+            "from-file"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_element() {
+        let e = parse(&ORIGINAL.replace("<Port>9000", "<Port>nine"), "a.config").unwrap_err();
+        assert!(e.starts_with("a.config:") && e.contains("<Port>"), "{e}");
+        assert!(parse("<Other/>", "a.config")
+            .unwrap_err()
+            .contains("LocalAppSettings"));
+    }
+}
