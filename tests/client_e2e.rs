@@ -1,0 +1,429 @@
+//! `astcti-client` against the real server, `ami-replay` and MariaDB, with the agent's settings in
+//! the original `AstCTIClient.config` format: the demo call launches a stand-in application once
+//! with exactly the arguments the original's rules give; the caller's number and name are shown;
+//! dialling (to the running client, one-shot, a tel: URL) reaches Asterisk as `Originate`; bad
+//! credentials end with a clear message and exit code 3; after a server restart the client logs in
+//! again by itself and the next call pops.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use astcti_server::replay::server::{Pace, ReplayConfig, ReplayServer};
+use astcti_server::replay::Capture;
+use common::expected::root;
+use common::*;
+use mysql::prelude::Queryable;
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_astcti-client");
+
+static EXT: Mutex<()> = Mutex::new(());
+
+/// The agent on PJSIP/201 (the demo capture's phone); EXT is unique, so the holder gives it back.
+struct Agent {
+    user: String,
+    holders: Vec<String>,
+}
+
+impl Agent {
+    fn new() -> Agent {
+        let mut db = admin();
+        let holders: Vec<String> = db
+            .query("SELECT USERNAME FROM cti WHERE EXT = 'PJSIP/201'")
+            .unwrap();
+        db.query_drop("UPDATE cti SET EXT = NULL WHERE EXT = 'PJSIP/201'")
+            .unwrap();
+        let user = unique("cl");
+        add_agent(&user, "agent pw", Some("PJSIP/201"), None);
+        Agent { user, holders }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let mut db = admin();
+        let _ = db.exec_drop("DELETE FROM cti WHERE USERNAME = ?", (&self.user,));
+        for h in &self.holders {
+            let _ = db.exec_drop("UPDATE cti SET EXT = 'PJSIP/201' WHERE USERNAME = ?", (h,));
+        }
+    }
+}
+
+/// A stand-in application: a script that appends its arguments, one per line, and a separator.
+fn stand_in(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = dir.join("launched.txt");
+    let script = dir.join("crm.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> {out}; done\necho --- >> {out}\n",
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    (script, out)
+}
+
+/// The agent's settings, in the original client's own format (ORIGINAL.md §6).
+fn settings(dir: &Path, port: u16, user: &str, password: &str, app: &Path) -> PathBuf {
+    let text = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<LocalAppSettings className="AstCTIClient.LocalAppSettings">
+  <CTIContextes className="AstCTIClient.CTIContextCollection">
+    <CTIContext className="AstCTIClient.CTIContext">
+      <Context>astctidemo</Context>
+      <Application>{app}</Application>
+      <Parameters>"{{CALLERNAME}}" {{CALLERID}} --data={{CALLDATA}} {{CHANNEL}} {{UNIQUEID}}</Parameters>
+      <InternalBrowser>False</InternalBrowser>
+      <CatchAll>False</CatchAll>
+      <Enabled>True</Enabled>
+      <DisplayName>Context astctidemo</DisplayName>
+    </CTIContext>
+  </CTIContextes>
+  <CTIOutboundContextes className="AstCTIClient.CTIOutboundContextCollection">
+    <CTIOutboundContext className="AstCTIClient.CTIOutboundContext">
+      <Context>astctidemo</Context>
+      <Priority>1</Priority>
+    </CTIOutboundContext>
+  </CTIOutboundContextes>
+  <TriggerCallerId>True</TriggerCallerId>
+  <CallerIdTimeout>3</CallerIdTimeout>
+  <Host>127.0.0.1</Host>
+  <Port>{port}</Port>
+  <SocketTimeout>1500</SocketTimeout>
+  <Username>{user}</Username>
+  <Password>{password}</Password>
+  <PhoneExt>PJSIP/201</PhoneExt>
+</LocalAppSettings>
+"#,
+        app = app.display()
+    );
+    let path = dir.join("AstCTIClient.config");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The running client; its stdout lines collected.
+struct RunningClient {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunningClient {
+    fn start(settings: &Path, runtime: &Path) -> RunningClient {
+        let mut child = Command::new(CLIENT)
+            .args(["--settings"])
+            .arg(settings)
+            .env("XDG_RUNTIME_DIR", runtime)
+            .env("PATH", "/usr/bin:/bin") // no notify-send surprises from elsewhere
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(l);
+            }
+        });
+        RunningClient { child, out }
+    }
+
+    fn wait_for(&self, needle: &str, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self
+                .out
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count()
+                >= n
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    fn text(&self) -> String {
+        self.out.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for RunningClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn demo_replay(times: u64) -> ReplayServer {
+    let cap =
+        Capture::load(&root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"))
+            .unwrap();
+    let mut cfg = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
+    cfg.pace = Pace::Fast;
+    cfg.times = times;
+    cfg.held = true;
+    ReplayServer::start(cfg).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn server_on(port: u16, manager: u16) -> Server {
+    let s = Server::start_with(Options {
+        manager_port: Some(manager),
+        ctiserver: vec![("CTI_SERVER_LISTEN_PORT", port.to_string())],
+        ..Options::default()
+    });
+    assert!(s.wait_log("logged in to Asterisk", Duration::from_secs(10)));
+    s
+}
+
+fn launches(out: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    text.split("---\n")
+        .filter(|b| !b.is_empty())
+        .map(|b| b.lines().map(str::to_string).collect())
+        .collect()
+}
+
+/// What the original's rules (ORIGINAL.md §6.3) give for the demo call's Link with these
+/// Parameters: placeholders replaced as they are, then the Windows runtime's argument splitting.
+fn expected_args() -> Vec<String> {
+    vec![
+        "Customer P".into(),
+        "0215552001".into(),
+        "--data=40401".into(),
+        "PJSIP/201-00000000".into(),
+        "1796112089.2".into(),
+    ]
+}
+
+#[test]
+fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
+    let _g = EXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let agent = Agent::new();
+    let dir = temp_dir("client");
+    let (app, out) = stand_in(&dir);
+    let port = free_port();
+    let replay = demo_replay(1);
+    let server = server_on(port, replay.addr().port());
+    let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+    let client = RunningClient::start(&cfg, &dir);
+    assert!(
+        server.wait_log(
+            &format!("logged in as \"{}\"", agent.user),
+            Duration::from_secs(10)
+        ),
+        "{}\n{}",
+        client.text(),
+        server.stderr_text()
+    );
+    replay.release();
+    assert!(
+        client.wait_for("STATE    Hangup", 1, Duration::from_secs(15)),
+        "{}",
+        client.text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // The popup with number and name, the line states, one launch with exactly those arguments.
+    let text = client.text();
+    assert!(text.contains("RINGING  0215552001 (Customer P)"), "{text}");
+    assert!(
+        text.contains("STATE    Off Hook") && text.contains("STATE    Connected"),
+        "{text}"
+    );
+    assert_eq!(launches(&out), vec![expected_args()], "{text}");
+
+    // The server restarts (same port): the client logs in again by itself and the next call pops.
+    drop(server);
+    assert!(
+        client.wait_for("LOST", 1, Duration::from_secs(10)),
+        "{}",
+        client.text()
+    );
+    let replay2 = demo_replay(1);
+    let server2 = server_on(port, replay2.addr().port());
+    assert!(
+        server2.wait_log(
+            &format!("logged in as \"{}\"", agent.user),
+            Duration::from_secs(20)
+        ),
+        "{}",
+        client.text()
+    );
+    replay2.release();
+    assert!(
+        client.wait_for("STATE    Hangup", 2, Duration::from_secs(15)),
+        "{}",
+        client.text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(launches(&out).len(), 2, "{}", client.text());
+
+    // Dialling, handed to the running client (the server refuses a second login of the agent):
+    // a number and a tel: URL; both reach Asterisk as Originate from the agent's phone.
+    for number in ["0215552001", "tel:+39-02-555-2002"] {
+        let st = Command::new(CLIENT)
+            .args(["dial", number, "--settings"])
+            .arg(&cfg)
+            .env("XDG_RUNTIME_DIR", &dir)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        assert!(String::from_utf8_lossy(&st.stdout).contains("handed to the running client"));
+    }
+    assert!(replay2.wait_for(Duration::from_secs(10), |s| s
+        .actions_named("Originate")
+        .len()
+        == 2));
+    let origs: Vec<String> = replay2
+        .stats()
+        .actions_named("Originate")
+        .iter()
+        .map(|a| {
+            format!(
+                "{}|{}|{}",
+                a.get("Exten").unwrap(),
+                a.get("Context").unwrap(),
+                a.get("Channel").unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        origs,
+        vec![
+            "0215552001|astctidemo|PJSIP/201",
+            "+39025552002|astctidemo|PJSIP/201"
+        ]
+    );
+    drop(client);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_shot_dial_and_bad_credentials() {
+    let _g = EXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let agent = Agent::new();
+    let dir = temp_dir("client1");
+    let (app, _) = stand_in(&dir);
+    let replay = demo_replay(1);
+    let port = free_port();
+    let _server = server_on(port, replay.addr().port());
+    // No client runs: dial logs in, dials, logs out.
+    let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+    let st = Command::new(CLIENT)
+        .args(["dial", "202", "--settings"])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(replay.wait_for(Duration::from_secs(10), |s| s
+        .actions_named("Originate")
+        .len()
+        == 1));
+    // A wrong password: a clear message, exit code 3, no retry loop.
+    let bad = settings(&dir, port, &agent.user, "wrong", &app);
+    let t = Instant::now();
+    let st = Command::new(CLIENT)
+        .args(["--settings"])
+        .arg(&bad)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&st.stderr).contains("wrong user name or password"),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // A number that cannot be dialled never reaches the server.
+    let st = Command::new(CLIENT)
+        .args(["dial", "202\r\nAction: Command", "--settings"])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_database_settings_the_client_writes_its_ext_before_logging_in() {
+    let dir = temp_dir("client2");
+    let (app, _) = stand_in(&dir);
+    let replay = demo_replay(1);
+    let port = free_port();
+    let server = server_on(port, replay.addr().port());
+    let user = unique("clext");
+    add_agent(&user, "pw", None, None);
+    let ext = unique("SIP/");
+    let cfg = settings(&dir, port, &user, "pw", &app);
+    let d = db();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "<PhoneExt>PJSIP/201</PhoneExt>",
+        &format!(
+            "<PhoneExt>{ext}</PhoneExt><MySQLHost>{}</MySQLHost><MySQLPort>{}</MySQLPort>\
+             <MySQLUserName>{}</MySQLUserName><MySQLPassword>{}</MySQLPassword>\
+             <MySQLDatabase>{}</MySQLDatabase>",
+            d.host,
+            d.port,
+            std::env::var("ASTCTI_TEST_MYSQL_ADMIN_USER").unwrap(),
+            std::env::var("ASTCTI_TEST_MYSQL_ADMIN_PASS").unwrap(),
+            d.db
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let st = Command::new(CLIENT)
+        .args(["dial", "202", "--settings"])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(server.wait_log(&format!("on {ext}"), Duration::from_secs(5)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
