@@ -20,6 +20,15 @@ if [ "${1:-}" = "--stop-db" ]; then
 fi
 
 mariadb_ensure_installed
+# The client's notification test talks to a real freedesktop daemon (dunst on a private Xvfb).
+if ! command -v Xvfb >/dev/null 2>&1 || ! command -v dunst >/dev/null 2>&1 \
+   || ! command -v notify-send >/dev/null 2>&1 || ! command -v dbus-run-session >/dev/null 2>&1; then
+  echo "== installing xvfb, dunst, libnotify-bin and dbus from Debian packages"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq xvfb dunst libnotify-bin dbus >/dev/null
+fi
 mariadb_start "$dir" "$port"
 port="$MARIADB_PORT"
 

@@ -427,3 +427,87 @@ fn with_database_settings_the_client_writes_its_ext_before_logging_in() {
     assert!(server.wait_log(&format!("on {ext}"), Duration::from_secs(5)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One real run against a freedesktop notification daemon: dunst on a private Xvfb inside its own
+/// D-Bus session; dbus-monitor must show the client's `Notify` call with the caller's number and
+/// name. (scripts/test.sh installs xvfb, dunst, libnotify-bin and dbus from Debian.)
+#[test]
+fn the_caller_id_reaches_a_real_notification_daemon() {
+    for tool in [
+        "Xvfb",
+        "dunst",
+        "notify-send",
+        "dbus-run-session",
+        "dbus-monitor",
+    ] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "{tool} is missing: scripts/test.sh installs it"
+        );
+    }
+    let _g = EXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let agent = Agent::new();
+    let dir = temp_dir("notify");
+    let (app, _) = stand_in(&dir);
+    let replay = demo_replay(1);
+    let port = free_port();
+    let server = server_on(port, replay.addr().port());
+    let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+    let monitor = dir.join("monitor.txt");
+    let stop = dir.join("stop");
+    let display = 100 + std::process::id() % 400;
+    let script = format!(
+        "Xvfb :{display} -nolisten tcp >/dev/null 2>&1 & xv=$!\n\
+         export DISPLAY=:{display}\n\
+         sleep 0.5\n\
+         dunst >/dev/null 2>&1 & du=$!\n\
+         dbus-monitor \"interface='org.freedesktop.Notifications',member='Notify'\" > {mon} 2>&1 & mo=$!\n\
+         sleep 0.5\n\
+         XDG_RUNTIME_DIR={dir} {client} --settings {cfg} >{dir}/client.out 2>&1 & cl=$!\n\
+         i=0; while [ ! -e {stop} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n\
+         kill $cl $mo $du $xv 2>/dev/null; wait 2>/dev/null; exit 0\n",
+        mon = monitor.display(),
+        dir = dir.display(),
+        client = CLIENT,
+        cfg = cfg.display(),
+        stop = stop.display(),
+    );
+    let mut session = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let logged_in = server.wait_log(
+        &format!("logged in as \"{}\"", agent.user),
+        Duration::from_secs(15),
+    );
+    if logged_in {
+        replay.release();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        seen = std::fs::read_to_string(&monitor).unwrap_or_default();
+        if seen.contains("0215552001 Customer P") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(&stop, "").unwrap();
+    let _ = session.wait();
+    let client_out = std::fs::read_to_string(dir.join("client.out")).unwrap_or_default();
+    assert!(logged_in, "{client_out}");
+    assert!(
+        seen.contains("member=Notify") && seen.contains("0215552001 Customer P"),
+        "dbus-monitor saw: {seen}\nclient: {client_out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
