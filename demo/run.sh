@@ -16,8 +16,8 @@
 # agent test/test on PJSIP/201 (the agent phone of demo/asterisk/pjsip.conf); starts astcti-server
 # from target/demo with a demo AstCTIServer.xml; starts its own ami-replay playing a real recorded
 # call to 100 (Asterisk 22 with PJSIP: "Customer P" <0215552001>, calldata 40401) in a loop — or, with
-# --asterisk, connects to that Asterisk and waits for you to place the call; and connects a demo
-# client, as the agent, which prints every notification and the URL it would open.
+# --asterisk, connects to that Asterisk and waits for you to place the call; and starts the demo
+# client, the agent's astcti-client, which shows the caller and opens the demo page on answer.
 # It never uses whatever happens to answer on a well-known port unless told to.
 # Stops everything it started, and only that.
 #
@@ -154,15 +154,60 @@ for _ in $(seq 1 100); do
 done
 grep -q "CTI server listening on" "$demo_dir/server.log" || fail "astcti-server did not start listening"
 
-url="file://$demo_dir/web/index.html?callerid={CALLERID}&callername={CALLERNAME}&calldata={CALLDATA}&channel={CHANNEL}&uniqueid={UNIQUEID}"
-echo "== the demo agent logs in (user test, password test, EXT $agent_ext) and waits for calls"
-echo "   RINGING = the caller-ID popup, ANSWERED = the screen pop: the URL the client opens"
+# The agent's program, astcti-client, with settings in the original AstCTIClient.config format: the
+# popup with the caller's number and name, then, on answer, the demo web page as the CRM page.
+url="file://$demo_dir/web/index.html?callerid={CALLERID:url}&amp;callername={CALLERNAME:url}&amp;calldata={CALLDATA:url}&amp;channel={CHANNEL:url}&amp;uniqueid={UNIQUEID:url}"
+cat > "$demo_dir/AstCTIClient.config" <<XML
+<?xml version="1.0" encoding="utf-8"?>
+<LocalAppSettings className="AstCTIClient.LocalAppSettings">
+  <CTIContextes className="AstCTIClient.CTIContextCollection">
+    <CTIContext className="AstCTIClient.CTIContext">
+      <Context>astctidemo</Context>
+      <Application></Application>
+      <Parameters>$url</Parameters>
+      <InternalBrowser>True</InternalBrowser>
+      <CatchAll>False</CatchAll>
+      <Enabled>True</Enabled>
+    </CTIContext>
+  </CTIContextes>
+  <CTIOutboundContextes className="AstCTIClient.CTIOutboundContextCollection">
+    <CTIOutboundContext className="AstCTIClient.CTIOutboundContext">
+      <Context>astctidemo</Context>
+      <Priority>1</Priority>
+    </CTIOutboundContext>
+  </CTIOutboundContextes>
+  <TriggerCallerId>True</TriggerCallerId>
+  <CallerIdTimeout>3</CallerIdTimeout>
+  <Host>127.0.0.1</Host>
+  <Port>$cti_port</Port>
+  <SocketTimeout>1500</SocketTimeout>
+  <Username>test</Username>
+  <Password>test</Password>
+  <PhoneExt>$agent_ext</PhoneExt>
+</LocalAppSettings>
+XML
+echo "== the demo agent runs astcti-client (user test, password test, EXT $agent_ext; settings in"
+echo "   $demo_dir/AstCTIClient.config): RINGING = the caller-ID popup with number and name,"
+echo "   OPEN = the screen pop, the CRM page it opens on answer"
 echo
 if [ "$check" = yes ]; then
-  target/release/astcti-demo-client --server "127.0.0.1:$cti_port" --url "$url" \
-    --until-link "$calldata" --timeout 60 || fail "the demo client did not receive the Link with calldata $calldata"
+  client_log="$demo_dir/client.log"
+  XDG_RUNTIME_DIR="$demo_dir" target/release/astcti-client --settings "$demo_dir/AstCTIClient.config" \
+    >"$client_log" 2>&1 </dev/null &
+  client_pid=$!
+  for _ in $(seq 1 600); do
+    grep -q "^OPEN .*calldata=$calldata" "$client_log" 2>/dev/null && break
+    kill -0 "$client_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -TERM "$client_pid" 2>/dev/null; wait "$client_pid" 2>/dev/null || true
+  cat "$client_log"
+  grep -q "^RINGING  0215552001 (Customer P)" "$client_log" \
+    || fail "astcti-client did not show the caller's number and name"
+  grep -q "^OPEN .*calldata=$calldata" "$client_log" \
+    || fail "astcti-client did not open the screen pop with calldata $calldata"
   echo
-  echo "demo: OK: the agent received the screen pop with calldata $calldata"
+  echo "demo: OK: the agent's client showed the caller and opened the screen pop with calldata $calldata"
 else
-  target/release/astcti-demo-client --server "127.0.0.1:$cti_port" --url "$url" || true
+  XDG_RUNTIME_DIR="$demo_dir" target/release/astcti-client --settings "$demo_dir/AstCTIClient.config" || true
 fi
