@@ -4,7 +4,10 @@
 //! 1. decoding: the frame decoder over every capture in tests/fixtures/ami, in 4 KiB reads — MB/s;
 //! 2. the original's way of reading AMI, one byte per read, through the same decoder — and the ratio;
 //! 3. the whole dispatcher pipeline (decode, typed events, call tracker, router, notification XML) on
-//!    the 50-call burst captured from Asterisk 20 — events per second, and the time per call.
+//!    the 50-call burst captured from Asterisk 20 — events per second, and the time per call;
+//! 4. the call tracker's cost per event while 0, 1,000, 10,000 and 50,000 other legs are held (calls
+//!    whose Hangup never came): the burst's events routed through a router seeded with that many
+//!    legs, and the ratio to none held (the goal: at most 1.2).
 //!
 //! Prints a table; docs/PERFORMANCE.md records one run.
 
@@ -98,6 +101,44 @@ fn main() {
     });
     let events = 5160.0; // the capture's README: 5160 events, 50 calls
 
+    // 4. Legs held: the burst's frames decoded once, routed through routers seeded with N legs.
+    let frames_of_burst: Vec<_> = {
+        let mut d = Decoder::default();
+        d.push(&burst);
+        std::iter::from_fn(|| d.next_item())
+            .filter_map(|i| match i {
+                Item::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut held_rows = Vec::new();
+    for held in [0usize, 1_000, 10_000, 50_000] {
+        let mut samples = Vec::new();
+        for _ in 0..RUNS.min(7) {
+            let mut r = Router::default();
+            r.session(astcti_server::ami::dialect::Dialect::V12Plus);
+            for i in 0..held {
+                let uid = format!("held.{i}");
+                let f = astcti_server::ami::frame::Frame::from_pairs(&[
+                    ("Event", "Newchannel"),
+                    ("Channel", &format!("PJSIP/held{i}-{i:08x}")),
+                    ("Uniqueid", &uid),
+                    ("Linkedid", &uid),
+                ]);
+                r.frame(&f);
+            }
+            let t = Instant::now();
+            let mut n = 0;
+            for f in &frames_of_burst {
+                n += r.frame(f).len();
+            }
+            samples.push(t.elapsed());
+            std::hint::black_box(n);
+        }
+        held_rows.push((held, median(samples)));
+    }
+
     println!("astcti-server pipeline benchmark ({RUNS} runs each, medians)");
     println!("| measure | input | median | rate |");
     println!("|---|---|---|---|");
@@ -121,6 +162,15 @@ fn main() {
         events / pipeline.as_secs_f64(),
         pipeline.as_secs_f64() * 1e6 / 50.0
     );
+    let base = held_rows[0].1.as_secs_f64();
+    for (held, d) in &held_rows {
+        println!(
+            "| tracking with {held} other legs held | f-burst-50 frames, decoded beforehand | {:.2} ms | {:.2} us per frame, {:.2}x the cost with none (goal <= 1.2x) |",
+            d.as_secs_f64() * 1e3,
+            d.as_secs_f64() * 1e6 / frames_of_burst.len() as f64,
+            d.as_secs_f64() / base
+        );
+    }
     println!(
         "ratio 1-byte / 4 KiB decoding time: {:.1}x",
         bytewise.as_secs_f64() / chunked.as_secs_f64()

@@ -74,6 +74,8 @@ struct Call {
     /// An attended transfer completed in this call: a linked agent leg whose connected line changes
     /// gets a new Link naming its new party.
     transferred: bool,
+    /// The legs of the call (their Uniqueids): joins, hangups and list answers touch only these.
+    members: HashSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +90,8 @@ pub struct Tracker {
     /// During a resynchronisation: when it began and the legs known to be alive (listed or new).
     resync: Option<(u64, HashSet<String>)>,
     now: u64,
+    /// Channel name → Uniqueid of the live leg with that name (`AgentCalled` names channels only).
+    by_channel: HashMap<String, String>,
 }
 
 /// A channel list that has not completed after this many seconds is given up (an Asterisk that
@@ -110,6 +114,7 @@ impl Tracker {
         self.legs.clear();
         self.calls.clear();
         self.bridges.clear();
+        self.by_channel.clear();
         self.resync = None;
     }
 
@@ -173,6 +178,24 @@ impl Tracker {
         if self.logged.insert(kind) {
             log::info!("{kind} ({detail}); further ones are only counted");
         }
+    }
+
+    /// The indexes agree with the legs (every leg is a member of its call, every member is a leg of
+    /// that call, every channel-name entry names a live leg of that name). For tests.
+    pub fn consistent(&self) -> bool {
+        self.legs.values().all(|l| {
+            self.calls
+                .get(&l.call)
+                .is_some_and(|c| c.members.contains(&l.uid))
+        }) && self.calls.iter().all(|(id, c)| {
+            !c.members.is_empty()
+                && c.members
+                    .iter()
+                    .all(|u| self.legs.get(u).is_some_and(|l| &l.call == id))
+        }) && self
+            .by_channel
+            .iter()
+            .all(|(name, u)| self.legs.get(u).is_some_and(|l| &l.channel == name))
     }
 
     pub fn legs(&self) -> usize {
@@ -261,12 +284,7 @@ impl Tracker {
                 caller_channel,
                 dest_channel,
             } => {
-                let find = |name: &str| {
-                    self.legs
-                        .values()
-                        .find(|l| l.channel == name)
-                        .map(|l| l.uid.clone())
-                };
+                let find = |name: &str| self.by_channel.get(name).cloned();
                 if let (Some(a), Some(b)) = (find(&caller_channel), find(&dest_channel)) {
                     self.join(&a, &b);
                 }
@@ -291,11 +309,7 @@ impl Tracker {
             Event::ConnectedLine { chan, connected } => {
                 self.connected_line(&chan, connected, &mut out)
             }
-            Event::Rename { uid, newname } => {
-                if let Some(leg) = self.legs.get_mut(&uid) {
-                    leg.channel = newname;
-                }
-            }
+            Event::Rename { uid, newname } => self.rename(&uid, newname),
             Event::Hangup(chan) => self.hangup(&chan.uid, &mut out),
             Event::Other => {}
         }
@@ -304,27 +318,50 @@ impl Tracker {
 
     /// Refreshes what a known leg's event says about it (name, Linkedid, own caller ID).
     fn update(&mut self, chan: &Chan) {
+        if !chan.channel.is_empty() {
+            self.rename(&chan.uid, chan.channel.clone());
+        }
         let Some(leg) = self.legs.get_mut(&chan.uid) else {
             return;
         };
-        if !chan.channel.is_empty() {
-            leg.channel = chan.channel.clone();
-        }
         if chan.cid.is_some() {
             leg.own_cid = chan.cid.clone();
         }
         if let Some(l) = &chan.linkedid {
             if *l != leg.call {
                 let old = std::mem::replace(&mut leg.call, l.clone());
-                self.calls.entry(l.clone()).or_default();
-                self.forget_call_if_empty(&old);
+                self.calls
+                    .entry(l.clone())
+                    .or_default()
+                    .members
+                    .insert(chan.uid.clone());
+                self.leave_call(&old, &chan.uid);
             }
         }
     }
 
-    fn forget_call_if_empty(&mut self, call: &str) {
-        if !self.legs.values().any(|l| l.call == call) {
-            self.calls.remove(call);
+    /// The leg `uid` is now called `name` (the channel-name index follows).
+    fn rename(&mut self, uid: &str, name: String) {
+        let Some(leg) = self.legs.get_mut(uid) else {
+            return;
+        };
+        if leg.channel == name {
+            return;
+        }
+        if self.by_channel.get(&leg.channel).is_some_and(|u| u == uid) {
+            self.by_channel.remove(&leg.channel);
+        }
+        self.by_channel.insert(name.clone(), uid.to_string());
+        leg.channel = name;
+    }
+
+    /// `uid` is no longer a leg of `call`; the call goes with its last leg.
+    fn leave_call(&mut self, call: &str, uid: &str) {
+        if let Some(c) = self.calls.get_mut(call) {
+            c.members.remove(uid);
+            if c.members.is_empty() {
+                self.calls.remove(call);
+            }
         }
     }
 
@@ -339,7 +376,13 @@ impl Tracker {
         }
         if !self.legs.contains_key(&chan.uid) {
             let call = chan.linkedid.clone().unwrap_or_else(|| chan.uid.clone());
-            self.calls.entry(call.clone()).or_default();
+            self.calls
+                .entry(call.clone())
+                .or_default()
+                .members
+                .insert(chan.uid.clone());
+            self.by_channel
+                .insert(chan.channel.clone(), chan.uid.clone());
             self.legs.insert(
                 chan.uid.clone(),
                 Leg {
@@ -508,10 +551,17 @@ impl Tracker {
         let Some(call) = self.legs.get(&chan.uid).map(|l| l.call.clone()) else {
             return;
         };
-        for leg in self.legs.values_mut() {
-            if leg.call == call && leg.seeded && leg.linked && leg.appdata.is_none() {
-                leg.appdata = Some(value.clone());
-                leg.context = context.clone().or(leg.context.take());
+        let members: Vec<String> = self
+            .calls
+            .get(&call)
+            .map(|c| c.members.iter().cloned().collect())
+            .unwrap_or_default();
+        for uid in members {
+            if let Some(leg) = self.legs.get_mut(&uid) {
+                if leg.seeded && leg.linked && leg.appdata.is_none() {
+                    leg.appdata = Some(value.clone());
+                    leg.context = context.clone().or(leg.context.take());
+                }
             }
         }
     }
@@ -546,7 +596,9 @@ impl Tracker {
         call.context = context.filter(|c| !c.is_empty()).or(call.context.take());
     }
 
-    /// Puts two legs in one call (1.4/1.6–11, where there is no Linkedid).
+    /// Puts two legs in one call (1.4/1.6–11, where there is no Linkedid). The smaller call moves
+    /// into the larger, so a leg moves O(log n) times at most; the calldata (and its context) of
+    /// `a`'s call wins when both have one.
     fn join(&mut self, a: &str, b: &str) {
         let (Some(ca), Some(cb)) = (
             self.legs.get(a).map(|l| l.call.clone()),
@@ -557,16 +609,25 @@ impl Tracker {
         if ca == cb {
             return;
         }
-        for leg in self.legs.values_mut() {
-            if leg.call == cb {
-                leg.call = ca.clone();
+        let size = |c: &str| self.calls.get(c).map_or(0, |c| c.members.len());
+        let (keep, gone) = if size(&cb) <= size(&ca) {
+            (ca.clone(), cb)
+        } else {
+            (cb, ca.clone())
+        };
+        let moved = self.calls.remove(&gone).unwrap_or_default();
+        for uid in &moved.members {
+            if let Some(leg) = self.legs.get_mut(uid) {
+                leg.call = keep.clone();
             }
         }
-        let merged = self.calls.remove(&cb).unwrap_or_default();
-        let target = self.calls.entry(ca).or_default();
-        if target.calldata.is_none() {
-            target.calldata = merged.calldata;
-            target.context = merged.context;
+        let target = self.calls.entry(keep.clone()).or_default();
+        target.members.extend(moved.members);
+        target.transferred |= moved.transferred;
+        let kept_is_a = keep == ca;
+        if moved.calldata.is_some() && (target.calldata.is_none() || !kept_is_a) {
+            target.calldata = moved.calldata;
+            target.context = moved.context;
         }
     }
 
@@ -583,7 +644,10 @@ impl Tracker {
                 }
             }
         }
-        self.forget_call_if_empty(&leg.call);
+        if self.by_channel.get(&leg.channel).is_some_and(|u| u == uid) {
+            self.by_channel.remove(&leg.channel);
+        }
+        self.leave_call(&leg.call, uid);
     }
 }
 

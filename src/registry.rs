@@ -18,15 +18,15 @@ pub struct Agent {
 #[derive(Debug, Default)]
 pub struct Registry {
     by_ext: HashMap<String, ClientId>,
+    /// ASCII-lowercased user name → connection: the duplicate-login check in O(1).
+    by_user: HashMap<String, ClientId>,
     agents: HashMap<ClientId, Agent>,
 }
 
 impl Registry {
     /// Is `username` logged in (ASCII case-insensitive, like the database's default collation)?
     pub fn user_logged_in(&self, username: &str) -> bool {
-        self.agents
-            .values()
-            .any(|a| a.username.eq_ignore_ascii_case(username))
+        self.by_user.contains_key(&username.to_ascii_lowercase())
     }
 
     /// Registers `id` as `username` on `ext`; false if the user, the extension or the connection is
@@ -39,6 +39,7 @@ impl Registry {
             return false;
         }
         self.by_ext.insert(ext.to_string(), id);
+        self.by_user.insert(username.to_ascii_lowercase(), id);
         self.agents.insert(
             id,
             Agent {
@@ -53,6 +54,7 @@ impl Registry {
     pub fn remove(&mut self, id: ClientId) -> Option<Agent> {
         let agent = self.agents.remove(&id)?;
         self.by_ext.remove(&agent.ext);
+        self.by_user.remove(&agent.username.to_ascii_lowercase());
         Some(agent)
     }
 
