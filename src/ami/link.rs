@@ -377,14 +377,19 @@ impl Link<'_> {
     /// handed over as one batch (before any other output, so order is kept).
     fn carry_out(&mut self, sock: &mut TcpStream, outs: Vec<Out>) -> Option<End> {
         let mut batch = Vec::new();
+        // A write that fails (Asterisk already closed the connection) ends the session, but every
+        // frame that arrived before the close is still handed over, in order.
+        let mut end = None;
         for out in outs {
             if !matches!(out, Out::Frame(_)) {
                 self.publish(std::mem::take(&mut batch));
             }
             match out {
                 Out::Send(bytes) => {
-                    if let Err(e) = sock.write_all(&bytes) {
-                        return Some(End::Lost(format!("AMI write failed: {e}")));
+                    if end.is_none() {
+                        if let Err(e) = sock.write_all(&bytes) {
+                            end = Some(End::Lost(format!("AMI write failed: {e}")));
+                        }
                     }
                 }
                 Out::Up { dialect, version } => {
@@ -395,13 +400,19 @@ impl Link<'_> {
                 Out::Debug(m) => log::debug!("{m}"),
                 Out::Info(m) => log::info!("{m}"),
                 Out::Warn(m) => log::warn!("{m}"),
-                Out::LoginFailed(m) => return Some(End::LoginFailed(m)),
-                Out::Dead(m) => return Some(End::Lost(format!("AMI session abandoned: {m}"))),
-                Out::NotAmi(m) => return Some(End::NotAmi(m)),
+                Out::LoginFailed(m) => {
+                    end.get_or_insert(End::LoginFailed(m));
+                }
+                Out::Dead(m) => {
+                    end.get_or_insert(End::Lost(format!("AMI session abandoned: {m}")));
+                }
+                Out::NotAmi(m) => {
+                    end.get_or_insert(End::NotAmi(m));
+                }
             }
         }
         self.publish(batch);
-        None
+        end
     }
 
     /// Hands a batch to the dispatcher, or drops it at the bound (see the module's paragraph).
