@@ -152,6 +152,11 @@ impl Dispatcher {
 
     /// Queues `bytes` for the agent logged in on `ext`; false if none is (or it was just cut).
     pub fn deliver(&mut self, ext: &str, bytes: Vec<u8>) -> bool {
+        self.deliver_n(ext, bytes, 1)
+    }
+
+    /// Queues `bytes`, which hold `count` notifications, in one push (one wake-up of the writer).
+    fn deliver_n(&mut self, ext: &str, bytes: Vec<u8>, count: u64) -> bool {
         let Some(id) = self.registry.client_for(ext) else {
             return false;
         };
@@ -160,8 +165,8 @@ impl Dispatcher {
         };
         match client.queue.push(Chunk::Owned(bytes)) {
             Ok(()) => {
-                self.stats.delivered += 1;
-                stats::add(&self.counters.notifications, 1);
+                self.stats.delivered += count;
+                stats::add(&self.counters.notifications, count);
                 true
             }
             Err(PushError::Full { queued, limit }) => {
@@ -181,9 +186,20 @@ impl Dispatcher {
         }
     }
 
+    /// Delivers notifications, everything for one agent in one push, in order.
     fn deliver_all(&mut self, notes: Vec<(String, String)>) {
+        let mut per_agent: Vec<(String, Vec<u8>, u64)> = Vec::new();
         for (agent, wire) in notes {
-            self.deliver(&agent, wire.into_bytes());
+            match per_agent.iter_mut().find(|(a, _, _)| *a == agent) {
+                Some((_, bytes, n)) => {
+                    bytes.extend_from_slice(wire.as_bytes());
+                    *n += 1;
+                }
+                None => per_agent.push((agent, wire.into_bytes(), 1)),
+            }
+        }
+        for (agent, bytes, n) in per_agent {
+            self.deliver_n(&agent, bytes, n);
         }
     }
 
@@ -195,12 +211,15 @@ impl Dispatcher {
                 self.router.session(dialect);
             }
             AmiInput::Frames { frames, cost } => {
+                // Everything one socket read brought, for each agent in one push: one wake-up of
+                // its writer per batch, not per notification.
                 self.stats.ami_frames += frames.len() as u64;
+                let mut notes = Vec::new();
                 for frame in &frames {
-                    let notes = self.router.frame(frame);
-                    self.deliver_all(notes);
+                    notes.extend(self.router.frame(frame));
                 }
                 drop(frames);
+                self.deliver_all(notes);
                 backlog.done(cost);
             }
             AmiInput::Lost { frames } => {

@@ -133,7 +133,10 @@ fn events_and_the_call_tracker_survive_shuffled_and_mutated_sequences() {
                 t.begin_resync();
             }
             if i % 7 == 0 {
-                assert!(t.consistent(), "round {round}, frame {i}: the indexes disagree");
+                assert!(
+                    t.consistent(),
+                    "round {round}, frame {i}: the indexes disagree"
+                );
             }
         }
         t.set_now(frames.len() as u64 + 1);
