@@ -204,6 +204,47 @@ fn server_on(port: u16, manager: u16) -> Server {
     s
 }
 
+/// What every client test with the PJSIP/201 agent stands on: the agent (EXT held), a directory with
+/// the stand-in application, the demo call held in ami-replay, the real server and the client's settings.
+/// Fields are declared in the order they must drop (the server before the replay, the lock last).
+struct Rig {
+    cfg: PathBuf,
+    server: Server,
+    replay: ReplayServer,
+    port: u16,
+    app: PathBuf,
+    out: PathBuf,
+    dir: PathBuf,
+    agent: Agent,
+    _g: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Rig {
+    fn new(name: &str) -> Rig {
+        let _g = EXT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let agent = Agent::new();
+        let dir = temp_dir(name);
+        let (app, out) = stand_in(&dir);
+        let port = free_port();
+        let replay = demo_replay(1);
+        let server = server_on(port, replay.addr().port());
+        let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+        Rig {
+            cfg,
+            server,
+            replay,
+            port,
+            app,
+            out,
+            dir,
+            agent,
+            _g,
+        }
+    }
+}
+
 fn launches(out: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(out).unwrap_or_default();
     text.split("---\n")
@@ -226,16 +267,17 @@ fn expected_args() -> Vec<String> {
 
 #[test]
 fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
-    let _g = EXT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let agent = Agent::new();
-    let dir = temp_dir("client");
-    let (app, out) = stand_in(&dir);
-    let port = free_port();
-    let replay = demo_replay(1);
-    let server = server_on(port, replay.addr().port());
-    let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+    let Rig {
+        _g,
+        agent,
+        dir,
+        out,
+        port,
+        replay,
+        server,
+        cfg,
+        ..
+    } = Rig::new("client");
     let client = RunningClient::start(&cfg, &dir);
     assert!(
         server.wait_log(
@@ -334,17 +376,18 @@ fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
 
 #[test]
 fn one_shot_dial_and_bad_credentials() {
-    let _g = EXT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let agent = Agent::new();
-    let dir = temp_dir("client1");
-    let (app, _) = stand_in(&dir);
-    let replay = demo_replay(1);
-    let port = free_port();
-    let _server = server_on(port, replay.addr().port());
+    let Rig {
+        _g,
+        agent,
+        dir,
+        app,
+        port,
+        replay,
+        server: _server,
+        cfg,
+        ..
+    } = Rig::new("client1");
     // No client runs: dial logs in, dials, logs out.
-    let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
     let st = Command::new(CLIENT)
         .args(["dial", "202", "--settings"])
         .arg(&cfg)
@@ -450,16 +493,15 @@ fn the_caller_id_reaches_a_real_notification_daemon() {
             "{tool} is missing: scripts/test.sh installs it"
         );
     }
-    let _g = EXT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let agent = Agent::new();
-    let dir = temp_dir("notify");
-    let (app, _) = stand_in(&dir);
-    let replay = demo_replay(1);
-    let port = free_port();
-    let server = server_on(port, replay.addr().port());
-    let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+    let Rig {
+        _g,
+        agent,
+        dir,
+        replay,
+        server,
+        cfg,
+        ..
+    } = Rig::new("notify");
     let monitor = dir.join("monitor.txt");
     let stop = dir.join("stop");
     let display = 100 + std::process::id() % 400;
