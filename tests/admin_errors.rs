@@ -9,6 +9,18 @@ use std::time::Duration;
 
 use common::*;
 
+/// `--check-config` on a file that must be refused (exit code 2): its stderr.
+fn check_config_fails(config: &std::path::Path) -> String {
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 fn run_with(opts: &Options, args: &[&str]) -> (Option<i32>, String) {
     let dir = temp_dir("adm");
     let config = write_config(&dir, opts);
@@ -67,25 +79,13 @@ fn a_misspelt_key_and_an_ampersand_are_explained() {
     let config = write_config(&dir, &Options::default());
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("MANAGER_PORT", "MANAGER_PROT")).unwrap();
-    let out = Command::new(BIN)
-        .args(["--check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2));
+    let err = check_config_fails(&config);
     assert!(
         err.contains("MANAGER_PROT: unknown key; did you mean MANAGER_PORT?"),
         "{err}"
     );
     std::fs::write(&config, text.replace("ctimanager\" />", "p&ss\" />")).unwrap();
-    let out = Command::new(BIN)
-        .args(["--check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = check_config_fails(&config);
     assert!(err.contains("&amp;"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -195,13 +195,7 @@ fn a_file_saved_as_latin1_says_to_save_it_as_utf8() {
     let at = bytes.windows(11).position(|w| w == b"<ctiserver>").unwrap() + 11;
     bytes.splice(at..at, b"<!-- caf\xe9 -->".iter().copied());
     std::fs::write(&config, bytes).unwrap();
-    let out = Command::new(BIN)
-        .args(["--check-config", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = check_config_fails(&config);
     assert!(err.contains("not UTF-8: save it as UTF-8"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
