@@ -13,6 +13,11 @@
 //! call in progress when the run stops), and that threads and descriptors return to their baseline
 //! once the churn stops (no slot leaked); it prints RSS, threads and descriptors over the run. Without ASTCTI_SOAK_SECONDS (set
 //! by scripts/soak.sh) it does nothing, so `cargo bench` stays short.
+//!
+//! `ASTCTI_SOAK_SERVER_ENV="K=V K=V"` adds variables to the server's environment only, e.g.
+//! `MALLOC_ARENA_MAX=2`, or heaptrack's preload library to profile the server's heap:
+//! `LD_PRELOAD=/usr/lib/heaptrack/libheaptrack_preload.so DUMP_HEAPTRACK_OUTPUT=/tmp/soak.raw`
+//! (then `heaptrack_interpret < /tmp/soak.raw | gzip > soak.gz; heaptrack_print soak.gz`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -51,6 +56,16 @@ fn sample(pid: u32) -> (u64, u64, u64) {
         .map(|d| d.count() as u64)
         .unwrap_or(0);
     (field("VmRSS:"), field("Threads:"), fds)
+}
+
+/// ASTCTI_SOAK_SERVER_ENV, split into the server's extra variables (leaked: read once per run).
+fn server_env() -> Vec<(&'static str, String)> {
+    std::env::var("ASTCTI_SOAK_SERVER_ENV")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (&*Box::leak(k.to_string().into_boxed_str()), v.to_string()))
+        .collect()
 }
 
 /// xorshift: deterministic churn.
@@ -178,6 +193,7 @@ fn main() {
     let server = Server::start_with(Options {
         manager_port: Some(replay.addr().port()),
         stats_interval: Some(60),
+        env: server_env(),
         ..Options::default()
     });
     let pid = server.child.id();
