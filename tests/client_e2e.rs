@@ -245,6 +245,21 @@ impl Rig {
     }
 }
 
+/// `astcti-client dial 202` with no client running (log in, dial, log out): it must succeed.
+fn dial_202(cfg: &Path, dir: &Path) {
+    let st = Command::new(CLIENT)
+        .args(["dial", "202", "--settings"])
+        .arg(cfg)
+        .env("XDG_RUNTIME_DIR", dir)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
 fn launches(out: &Path) -> Vec<Vec<String>> {
     let text = std::fs::read_to_string(out).unwrap_or_default();
     text.split("---\n")
@@ -388,17 +403,7 @@ fn one_shot_dial_and_bad_credentials() {
         ..
     } = Rig::new("client1");
     // No client runs: dial logs in, dials, logs out.
-    let st = Command::new(CLIENT)
-        .args(["dial", "202", "--settings"])
-        .arg(&cfg)
-        .env("XDG_RUNTIME_DIR", &dir)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    dial_202(&cfg, &dir);
     assert!(replay.wait_for(Duration::from_secs(10), |s| s
         .actions_named("Originate")
         .len()
@@ -456,17 +461,7 @@ fn with_database_settings_the_client_writes_its_ext_before_logging_in() {
         ),
     );
     std::fs::write(&cfg, text).unwrap();
-    let st = Command::new(CLIENT)
-        .args(["dial", "202", "--settings"])
-        .arg(&cfg)
-        .env("XDG_RUNTIME_DIR", &dir)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    dial_202(&cfg, &dir);
     assert!(server.wait_log(&format!("on {ext}"), Duration::from_secs(5)));
     let _ = std::fs::remove_dir_all(&dir);
 }
