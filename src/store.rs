@@ -1,9 +1,16 @@
 //! The agents' store: the original `cti` table in MySQL/MariaDB (docs/ORIGINAL.md §2). The only module with SQL.
 //!
 //! Shell. Queried by the `db-N` login threads ([`Logins`]) and by `main` at startup, never by the AMI
-//! link or the dispatcher. A connection pool (health-checked on checkout) replaces the original's
-//! single shared connection and its ping thread: after the database restarts, the next login simply
-//! gets a fresh connection.
+//! link or the dispatcher. A few connections, kept idle between logins, replace the original's
+//! single shared connection and its ping thread: a login takes one (or opens one), and a query that
+//! fails on a kept connection is tried once more on a fresh one, so after the database restarts the
+//! next login simply works.
+//!
+//! Memory: the driver gives every connection a 4 MiB read buffer that it consumes from the front and
+//! compacts only when it runs out, so each answer makes a few hundred more bytes of it resident. A
+//! connection is therefore closed and replaced after [`USES_PER_CONNECTION`] queries: what is
+//! resident stays a fraction of a MiB per connection instead of creeping to 4 MiB (the soak in
+//! docs/PERFORMANCE.md).
 //!
 //! Deadlines: every connection has connect, read and write timeouts of `MYSQL_TIMEOUT`; a client
 //! thread waits for its answer at most until its own deadline (the login timeout, and never longer
@@ -20,7 +27,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use crate::stats::{self, Counters};
 
 use mysql::prelude::Queryable;
-use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use mysql::{Conn, Opts, OptsBuilder};
 
 use crate::config::DatabaseConfig;
 
@@ -42,10 +49,21 @@ pub trait Store: Send + Sync {
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Login requests waiting for a `db-N` thread, per thread.
 const QUEUE_PER_THREAD: usize = 4;
+/// Queries after which a connection is closed and replaced (see the module's "Memory").
+pub const USES_PER_CONNECTION: u32 = 1000;
+
+/// A connection kept for the next query, and how many queries it has answered.
+struct Kept {
+    conn: Conn,
+    uses: u32,
+}
 
 pub struct MysqlStore {
-    pool: Pool,
-    checkout_timeout: Duration,
+    opts: Opts,
+    /// Idle connections, most recently used last; at most `MYSQL_POOL_SIZE` are kept.
+    idle: Mutex<Vec<Kept>>,
+    keep: usize,
+    uses_per_connection: u32,
     /// `user@host:port/db`, the keys' values for the error messages.
     cfg: DatabaseConfig,
 }
@@ -94,10 +112,8 @@ pub fn explain(e: &mysql::Error, cfg: &DatabaseConfig) -> String {
 }
 
 impl MysqlStore {
-    /// Builds the pool without connecting.
+    /// Sets the store up without connecting.
     pub fn new(config: &DatabaseConfig) -> Result<Self, String> {
-        let constraints = PoolConstraints::new(0, config.pool_size.max(1))
-            .ok_or_else(|| "invalid pool constraints".to_string())?;
         let opts = OptsBuilder::new()
             .ip_or_hostname(Some(config.host.clone()))
             .tcp_port(config.port)
@@ -107,30 +123,69 @@ impl MysqlStore {
             .prefer_socket(false)
             .tcp_connect_timeout(Some(config.timeout))
             .read_timeout(Some(config.timeout))
-            .write_timeout(Some(config.timeout))
-            .pool_opts(PoolOpts::default().with_constraints(constraints));
-        let pool = Pool::new(opts).map_err(|e| format!("database options: {e}"))?;
+            .write_timeout(Some(config.timeout));
         Ok(MysqlStore {
-            pool,
-            checkout_timeout: config.timeout,
+            opts: opts.into(),
+            idle: Mutex::new(Vec::new()),
+            keep: config.pool_size.max(1),
+            uses_per_connection: USES_PER_CONNECTION,
             cfg: config.clone(),
         })
     }
 
-    fn conn(&self) -> Result<mysql::PooledConn, String> {
-        self.pool
-            .try_get_conn(self.checkout_timeout)
-            .map_err(|e| explain(&e, &self.cfg))
+    /// Runs `query` on a kept connection, or on a new one; a kept connection that fails (closed by
+    /// a restart or `wait_timeout`) is dropped and the query tried once on a new connection. A
+    /// connection goes back to the idle list after success, unless it has reached its quota.
+    fn with_conn<T>(
+        &self,
+        query: impl Fn(&mut Conn) -> Result<T, mysql::Error>,
+    ) -> Result<T, mysql::Error> {
+        let kept = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let (result, kept) = match kept {
+            Some(mut k) => match query(&mut k.conn) {
+                Err(e) if is_gone(&e) => {
+                    log::debug!("a kept database connection failed ({e}); trying a new one");
+                    drop(k);
+                    self.on_new_conn(&query)
+                }
+                r => (r, Some(k)),
+            },
+            None => self.on_new_conn(&query),
+        };
+        if let (Ok(_), Some(mut k)) = (&result, kept) {
+            k.uses += 1;
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if k.uses < self.uses_per_connection && idle.len() < self.keep {
+                idle.push(k);
+            }
+        }
+        result
+    }
+
+    fn on_new_conn<T>(
+        &self,
+        query: &impl Fn(&mut Conn) -> Result<T, mysql::Error>,
+    ) -> (Result<T, mysql::Error>, Option<Kept>) {
+        match Conn::new(self.opts.clone()) {
+            Ok(mut conn) => {
+                let r = query(&mut conn);
+                (r, Some(Kept { conn, uses: 0 }))
+            }
+            Err(e) => (Err(e), None),
+        }
     }
 
     /// Startup check (`SELECT VERSION()`, `wait_timeout`); returns the server version.
     pub fn check(&self) -> Result<String, String> {
-        let mut conn = self.conn()?;
-        let version: Option<String> = conn
-            .query_first("SELECT VERSION()")
+        let version: Option<String> = self
+            .with_conn(|c| c.query_first("SELECT VERSION()"))
             .map_err(|e| explain(&e, &self.cfg))?;
-        let table: Option<u64> = conn
-            .query_first("SELECT COUNT(*) FROM cti")
+        let table: Option<u64> = self
+            .with_conn(|c| c.query_first("SELECT COUNT(*) FROM cti"))
             .map_err(|e| format!("the cti table cannot be read: {}", explain(&e, &self.cfg)))?;
         log::debug!("cti table holds {} rows", table.unwrap_or(0));
         Ok(version.unwrap_or_default())
@@ -160,17 +215,36 @@ impl MysqlStore {
 
 impl Store for MysqlStore {
     fn authenticate(&self, username: &str, secret: &str) -> Result<Option<AgentRow>, String> {
-        let mut conn = self.conn()?;
-        let row: Option<(Option<String>, Option<String>)> = conn
-            .exec_first(
-                "SELECT USERNAME, EXT FROM cti WHERE USERNAME=? AND SECRET=?",
-                (username, secret),
-            )
+        let row: Option<(Option<String>, Option<String>)> = self
+            .with_conn(|c| {
+                c.exec_first(
+                    "SELECT USERNAME, EXT FROM cti WHERE USERNAME=? AND SECRET=?",
+                    (username, secret),
+                )
+            })
             .map_err(|e| format!("login query failed: {}", explain(&e, &self.cfg)))?;
         Ok(row.map(|(name, ext)| AgentRow {
             username: name.unwrap_or_else(|| username.to_string()),
             ext,
         }))
+    }
+}
+
+/// Has the connection itself gone (closed by a restart, by `wait_timeout`, reset), so that a new
+/// one may well work? Not for a read or write that hit `MYSQL_TIMEOUT`: the database is slow or
+/// frozen, and a new connection would only double the wait; not for an error the server answered
+/// on a working connection, except "disconnected" (1053 shutdown, 4031 inactivity).
+fn is_gone(e: &mysql::Error) -> bool {
+    use mysql::{DriverError, Error};
+    match e {
+        Error::IoError(err) => !matches!(
+            err.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ),
+        Error::DriverError(DriverError::ConnectTimeout | DriverError::Timeout) => false,
+        Error::DriverError(_) | Error::CodecError(_) => true,
+        Error::MySqlError(m) => matches!(m.code, 1053 | 4031),
+        _ => false,
     }
 }
 

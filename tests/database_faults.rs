@@ -1,7 +1,9 @@
 //! Database faults against a real MariaDB of this test's own (started with scripts/mariadb.sh on a
 //! free port, data in a temporary directory): frozen with SIGSTOP, stopped, restarted. Logins must
 //! be answered within MYSQL_TIMEOUT every time, fail fast while the database is known to be down,
-//! and succeed again once it is back, without restarting the server.
+//! and succeed again once it is back, without restarting the server. First, in the same run (one
+//! private database per test binary), the login connections' quota: each is replaced after
+//! `USES_PER_CONNECTION` queries, and no more than `MYSQL_POOL_SIZE` are ever open.
 
 mod common;
 
@@ -147,6 +149,34 @@ fn frozen_stopped_and_restarted_database_answer_within_the_bound_and_recover() {
         ..Options::default()
     });
     assert!(try_login(&server).0, "{}", server.stderr_text());
+
+    // Quota: 2,100 logins one after another reuse one connection, replaced twice (after its 1,000th
+    // query); without the quota none would be opened, and the driver's 4 MiB read buffer of that
+    // one connection would slowly become resident (docs/PERFORMANCE.md, "Soak").
+    let status = |what: &str| -> u64 {
+        let out = sh(
+            &format!("mariadb_root \"$DB_DIR\" -N -e \"{what}\""),
+            &db.dir,
+        );
+        out.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let server_conns = format!(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER='{}'",
+        common::db().user
+    );
+    let opened = || status("SHOW GLOBAL STATUS LIKE 'Connections'");
+    let before = opened();
+    for n in 0..2100 {
+        assert!(try_login(&server).0, "login {n}: {}", server.stderr_text());
+    }
+    let after = opened();
+    // `after` counts the two `mariadb_root` sessions of these checks too.
+    assert!(
+        (before + 2 + 1..=before + 3 + 1).contains(&after),
+        "connections opened during 2,100 logins: {}",
+        after - before - 1
+    );
+    assert_eq!(status(&server_conns), 1, "one connection kept");
 
     // Frozen: four logins at once are each answered 101 KO within MYSQL_TIMEOUT (not one after
     // another), then the next fails fast.
