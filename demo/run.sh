@@ -86,7 +86,7 @@ if [ -z "${ASTCTI_DEMO_CTI_PORT:-}" ] && port_in_use "$cti_port"; then
 fi
 
 echo "== building astcti-server, ami-replay and the demo client (release)"
-cargo build --release --locked --quiet --bins || fail "cargo build"
+cargo build --release --locked --quiet --bins --features client || fail "cargo build"
 
 mariadb_ensure_installed || fail "MariaDB could not be installed"
 if ! mariadb_running "$db_dir"; then

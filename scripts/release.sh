@@ -93,6 +93,16 @@ if rustup target list --installed 2>/dev/null | grep -q x86_64-pc-windows-gnu \
     mkdir -p "$dist/$name-windows"
     cp "$win" AstCTIServer.xml demo/windows/astcti-server-task.xml "$dist/$name-windows/"
     say "wrote $dist/$name-windows/astcti-server.exe"
+    say "building astcti-client.exe (x86_64-pc-windows-gnu, feature client)"
+    if CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
+         cargo build --locked --release --target x86_64-pc-windows-gnu --bin astcti-client --features client; then
+      winclient="target/x86_64-pc-windows-gnu/release/astcti-client.exe"
+      cp "$winclient" "$dist/$name-windows/"
+      say "wrote $dist/$name-windows/astcti-client.exe"
+    else
+      winclient=""
+      say "astcti-client.exe did not build"
+    fi
   else
     say "no MinGW linker (Debian's gcc-mingw-w64-x86-64): the Windows binary is not built"
   fi
@@ -156,6 +166,66 @@ if [ -n "$win" ]; then
       ok "astcti-server.exe --replay under Wine: the demo call's 4 notifications with calldata 40401"
     else
       bad "--replay under Wine: $out"
+    fi
+    # The agent's program: logs in (to scripts/wine/cti-stub.py), takes a dial handed over its named
+    # pipe from a second process and sends it as ORIG, and refuses a second instance.
+    if [ -n "$winclient" ]; then
+      cp "$winclient" "$wdir/"
+      rm -f "$wdir/stub.port" "$wdir/stub.log"
+      python3 scripts/wine/cti-stub.py "$wdir/stub.port" "$wdir/stub.log" & stub=$!
+      for _ in $(seq 50); do [ -s "$wdir/stub.port" ] && break; sleep 0.1; done
+      cat > "$wdir/AstCTIClient.config" <<EOF
+<?xml version="1.0" encoding="utf-8"?>
+<LocalAppSettings className="AstCTIClient.LocalAppSettings">
+  <CTIOutboundContextes className="AstCTIClient.CTIOutboundContextCollection">
+    <CTIOutboundContext className="AstCTIClient.CTIOutboundContext">
+      <Context>astctidemo</Context>
+      <Priority>1</Priority>
+    </CTIOutboundContext>
+  </CTIOutboundContextes>
+  <Host>127.0.0.1</Host>
+  <Port>$(cat "$wdir/stub.port")</Port>
+  <Username>agent</Username>
+  <Password>agent pw</Password>
+  <PhoneExt>PJSIP/201</PhoneExt>
+</LocalAppSettings>
+EOF
+      (cd "$wdir" && exec timeout 150 wine ./astcti-client.exe --settings AstCTIClient.config >client.out 2>&1) & wclient=$!
+      for _ in $(seq 600); do grep -q '^PASS ' "$wdir/stub.log" 2>/dev/null && break; sleep 0.1; done
+      if grep -q '^PASS ' "$wdir/stub.log" 2>/dev/null; then
+        ok "astcti-client.exe under Wine logs in"
+      else
+        bad "astcti-client.exe under Wine did not log in: $(tr -d '\r' < "$wdir/client.out")"
+      fi
+      out=$(cd "$wdir" && timeout 60 wine ./astcti-client.exe dial 0215552001 --settings AstCTIClient.config 2>&1 | tr -d '\r') || true
+      for _ in $(seq 50); do grep -q '^ORIG 0215552001|' "$wdir/stub.log" 2>/dev/null && break; sleep 0.1; done
+      if echo "$out" | grep -q "handed to the running client" && grep -q '^ORIG 0215552001|' "$wdir/stub.log"; then
+        ok "astcti-client.exe dial under Wine: handed over the named pipe, sent as $(grep '^ORIG' "$wdir/stub.log" | head -1)"
+      else
+        bad "astcti-client.exe dial under Wine: $out / $(cat "$wdir/stub.log" 2>/dev/null)"
+      fi
+      # A tel: link: demo/client/astcti-client-tel.reg with this folder's path, imported under
+      # HKEY_CLASSES_ROOT (Wine 8 does not read the per-user HKCU\Software\Classes that Windows
+      # merges into it), then opened through ShellExecute as a browser would.
+      exe=$(winepath -w "$PWD/$wdir/astcti-client.exe" 2>/dev/null | tr -d '\r' | sed 's/\\/\\\\\\\\/g')
+      sed -e "s|C:\\\\\\\\Program Files\\\\\\\\astcti\\\\\\\\astcti-client.exe|$exe|g" \
+          -e 's/HKEY_CURRENT_USER\\Software\\Classes/HKEY_CLASSES_ROOT/' demo/client/astcti-client-tel.reg > "$wdir/tel.reg"
+      (cd "$wdir" && wine regedit /S tel.reg && timeout 60 wine start tel:0215552009) >/dev/null 2>&1 || true
+      for _ in $(seq 100); do grep -q '^ORIG 0215552009|' "$wdir/stub.log" 2>/dev/null && break; sleep 0.1; done
+      if grep -q '^ORIG 0215552009|' "$wdir/stub.log"; then
+        ok "a tel: link under Wine (demo/client/astcti-client-tel.reg's command) dials through the running client"
+      else
+        bad "a tel: link under Wine did not dial: $(grep command "$wdir/tel.reg" | head -1)"
+      fi
+      out=$(cd "$wdir" && timeout 60 wine ./astcti-client.exe --settings AstCTIClient.config 2>&1 | tr -d '\r') || true
+      if echo "$out" | grep -q "another astcti-client runs for this user"; then
+        ok "a second astcti-client.exe of the same user under Wine stops: $out"
+      else
+        bad "a second astcti-client.exe under Wine: $out"
+      fi
+      wineserver -k 2>/dev/null || true
+      kill "$stub" "$wclient" 2>/dev/null || true
+      wait "$stub" "$wclient" 2>/dev/null || true
     fi
   else
     echo "release check: skipped: no wine to run the Windows binary"

@@ -119,11 +119,17 @@ struct RunningClient {
 
 impl RunningClient {
     fn start(settings: &Path, runtime: &Path) -> RunningClient {
-        let mut child = Command::new(CLIENT)
-            .args(["--settings"])
+        let mut cmd = Command::new(CLIENT);
+        cmd.args(["--settings"])
             .arg(settings)
             .env("XDG_RUNTIME_DIR", runtime)
-            .env("PATH", "/usr/bin:/bin") // no notify-send surprises from elsewhere
+            .env("PATH", "/usr/bin:/bin") // no stand-in xdg-open from elsewhere
+            .env_remove("DBUS_SESSION_BUS_ADDRESS"); // no notification on the developer's desktop
+        RunningClient::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> RunningClient {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -468,16 +474,10 @@ fn with_database_settings_the_client_writes_its_ext_before_logging_in() {
 
 /// One real run against a freedesktop notification daemon: dunst on a private Xvfb inside its own
 /// D-Bus session; dbus-monitor must show the client's `Notify` call with the caller's number and
-/// name. (scripts/test.sh installs xvfb, dunst, libnotify-bin and dbus from Debian.)
+/// name. (scripts/test.sh installs xvfb, dunst and dbus from Debian.)
 #[test]
 fn the_caller_id_reaches_a_real_notification_daemon() {
-    for tool in [
-        "Xvfb",
-        "dunst",
-        "notify-send",
-        "dbus-run-session",
-        "dbus-monitor",
-    ] {
+    for tool in ["Xvfb", "dunst", "dbus-run-session", "dbus-monitor"] {
         assert!(
             Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -546,5 +546,146 @@ fn the_caller_id_reaches_a_real_notification_daemon() {
         seen.contains("member=Notify") && seen.contains("0215552001 Customer P"),
         "dbus-monitor saw: {seen}\nclient: {client_out}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A context with no Application opens its URL (the placeholders' `:url` forms encoded) in the
+/// desktop's default handler — here a stand-in `xdg-open` first on PATH, which is what the `open`
+/// crate runs on Linux — once, with the URL as its only argument. The dial channel is the user's
+/// alone (mode 0600), answers one line, refuses what the settings do not allow, and a second client
+/// for the same user stops with a clear message.
+#[test]
+fn a_url_opens_in_the_default_handler_and_the_dial_channel_checks_what_it_is_handed() {
+    let Rig {
+        _g,
+        agent,
+        dir,
+        replay,
+        server,
+        cfg,
+        ..
+    } = Rig::new("clienturl");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let app_line = text
+        .lines()
+        .find(|l| l.contains("<Application>"))
+        .unwrap()
+        .to_string();
+    let params_line = text
+        .lines()
+        .find(|l| l.contains("<Parameters>"))
+        .unwrap()
+        .to_string();
+    let text = text
+        .replace(&app_line, "      <Application></Application>")
+        .replace(
+            &params_line,
+            "      <Parameters>http://crm.example/pop?n={CALLERID}&amp;name={CALLERNAME:url}&amp;d={CALLDATA}</Parameters>",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = dir.join("opened.txt");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> {out}; done\necho --- >> {out}\n",
+            out = opened.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut cmd = Command::new(CLIENT);
+    cmd.args(["--settings"])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS");
+    let client = RunningClient::spawn(cmd);
+    assert!(
+        server.wait_log(
+            &format!("logged in as \"{}\"", agent.user),
+            Duration::from_secs(10)
+        ),
+        "{}",
+        client.text()
+    );
+
+    // The dial channel: the user's alone, and the single-instance lock.
+    let channel = dir.join(format!(
+        "astcti-client-{}.sock",
+        std::env::var("USER").unwrap_or_else(|_| "agent".into())
+    ));
+    let mode = std::fs::metadata(&channel).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", channel.display());
+    let second = Command::new(CLIENT)
+        .args(["--settings"])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another astcti-client runs"));
+    // A context the settings do not have is refused by the running client; junk gets an error.
+    let st = Command::new(CLIENT)
+        .args([
+            "dial",
+            "0215552001",
+            "--context",
+            "from-internal",
+            "--settings",
+        ])
+        .arg(&cfg)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(2));
+    let ask = |line: &[u8]| -> String {
+        use std::io::{Read, Write};
+        let mut c = std::os::unix::net::UnixStream::connect(&channel).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(line).unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer
+    };
+    assert!(ask(b"dial 0215552001 from-internal\n").starts_with("error: "));
+    assert!(ask(b"ORIG 0215552001|astctidemo|1\n").starts_with("error: "));
+    assert!(ask(b"dial 02155\rAction: Command\n").starts_with("error: "));
+    assert!(ask(&[b'1'; 300]).starts_with("error: "));
+    assert_eq!(
+        ask(b"dial 0215552001\n"),
+        "ok: handed to the running client\n"
+    );
+
+    // The demo call: the URL opens once.
+    replay.release();
+    assert!(
+        client.wait_for("STATE    Hangup", 1, Duration::from_secs(15)),
+        "{}",
+        client.text()
+    );
+    assert!(replay.wait_for(Duration::from_secs(10), |s| s
+        .actions_named("Originate")
+        .len()
+        == 1));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while launches(&opened).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        launches(&opened),
+        vec![vec![
+            "http://crm.example/pop?n=0215552001&name=Customer%20P&d=40401".to_string()
+        ]],
+        "{}",
+        client.text()
+    );
+    assert!(client.text().contains("OPEN     http://crm.example/"));
+    drop(client);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -241,3 +241,49 @@ fn every_section_and_bug_reference_resolves_in_original_md() {
     }
     assert!(checked > 20, "{checked} references checked");
 }
+
+/// The client's own dependencies (docs/DEPENDENCIES.md) never enter the server's build: the default
+/// features' tree has none of them, the `client` feature's has each.
+#[test]
+fn the_client_dependencies_stay_out_of_the_server_build() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = |features: &[&str]| -> String {
+        let out = Command::new(&cargo)
+            .args([
+                "tree",
+                "--locked",
+                "--offline",
+                "--edges",
+                "normal,build",
+                "--prefix",
+                "none",
+                "--target",
+                "all",
+            ])
+            .args(features)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let names = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    };
+    let server = names(&tree(&[]));
+    let client = names(&tree(&["--features", "client"]));
+    for c in ["notify-rust", "open", "interprocess", "zbus"] {
+        assert!(!server.iter().any(|n| n == c), "{c} in the server's build");
+        assert!(
+            client.iter().any(|n| n == c),
+            "{c} not in the client's build"
+        );
+    }
+}

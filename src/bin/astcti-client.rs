@@ -4,12 +4,21 @@
 //!
 //! Shell around `astcti_server::client` (settings, reactions) and `astcti_server::cti` (the wire
 //! format the server writes). One thread reads the server; the main thread sends `NOOP`s and what
-//! the dial channel (a per-user Unix socket) and standard input ask for.
+//! the dial channel and standard input ask for; one thread does the desktop's part (notifications,
+//! launches, URLs).
+//!
+//! Desktop integration (feature `client`, docs/DEPENDENCIES.md): `notify-rust` for the caller-ID
+//! notification (the freedesktop service on Linux and BSD, the native ones on macOS and Windows),
+//! `open` for a URL in the desktop's default handler, `interprocess` for the per-user dial channel
+//! (a Unix socket readable only by the user, a named pipe on Windows).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use interprocess::local_socket::prelude::*;
+use interprocess::local_socket::{ListenerOptions, Name, Stream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,13 +127,49 @@ fn load(o: &Opts) -> Result<Settings, String> {
     Ok(s)
 }
 
-/// The per-user dial channel (and single-instance lock).
-fn dial_socket() -> PathBuf {
+fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "agent".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The per-user dial channel (and single-instance lock): a Unix socket in `$XDG_RUNTIME_DIR` (else
+/// the temporary directory), or the named pipe `\\.\pipe\astcti-client-USER` on Windows.
+#[cfg(not(windows))]
+fn dial_channel_path() -> PathBuf {
     let dir = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let user = std::env::var("USER").unwrap_or_else(|_| "agent".into());
-    dir.join(format!("astcti-client-{user}.sock"))
+    dir.join(format!("astcti-client-{}.sock", user_name()))
+}
+
+fn dial_channel_name() -> std::io::Result<Name<'static>> {
+    #[cfg(windows)]
+    {
+        use interprocess::local_socket::GenericNamespaced;
+        format!("astcti-client-{}", user_name()).to_ns_name::<GenericNamespaced>()
+    }
+    #[cfg(not(windows))]
+    {
+        use interprocess::local_socket::GenericFilePath;
+        dial_channel_path().to_fs_name::<GenericFilePath>()
+    }
+}
+
+fn dial_channel_shown() -> String {
+    #[cfg(windows)]
+    return format!("\\\\.\\pipe\\astcti-client-{}", user_name());
+    #[cfg(not(windows))]
+    return dial_channel_path().display().to_string();
 }
 
 enum LoginError {
@@ -231,50 +276,110 @@ fn say(line: &str) {
     let _ = std::io::stdout().flush();
 }
 
-/// Carries out one reaction.
-fn perform(action: Action) {
-    match action {
-        Action::LineState(l) if !l.is_empty() => say(&format!("STATE    {l}")),
-        Action::LineState(_) | Action::DialEnabled(_) => {}
+/// What the desktop thread does for the session.
+enum Desktop {
+    /// The caller-ID notification.
+    Popup {
+        number: String,
+        name: String,
+        seconds: u64,
+    },
+    /// The CRM program, started without a shell.
+    Launch { program: String, args: Vec<String> },
+    /// A URL in the desktop's default handler.
+    Open(String),
+}
+
+/// Starts the desktop thread: notifications, launches and URLs one after another, so a slow or
+/// absent notification service or URL handler never delays the session (at most a few wait; more
+/// are dropped, and said so). It also reaps the programs it started, so none is left a zombie.
+fn start_desktop() -> crossbeam_channel::Sender<Desktop> {
+    let (tx, rx) = crossbeam_channel::bounded::<Desktop>(8);
+    std::thread::spawn(move || {
+        let mut failing = false;
+        let mut children: Vec<std::process::Child> = Vec::new();
+        loop {
+            let job = rx.recv_timeout(Duration::from_secs(1));
+            children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+            match job {
+                Ok(Desktop::Popup {
+                    number,
+                    name,
+                    seconds,
+                }) => {
+                    let shown = notify_rust::Notification::new()
+                        .appname("astcti-client")
+                        .summary("AstCTI: call from")
+                        .body(&format!("{number} {name}"))
+                        .timeout(notify_rust::Timeout::Milliseconds(
+                            u32::try_from(seconds.saturating_mul(1000)).unwrap_or(u32::MAX),
+                        ))
+                        .show();
+                    match shown {
+                        Ok(_) => failing = false,
+                        Err(e) if !failing => {
+                            failing = true;
+                            say(&format!("ERROR    no desktop notification: {e}"));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Ok(Desktop::Launch { program, args }) => {
+                    match Command::new(&program).args(&args).spawn() {
+                        Ok(child) => children.push(child),
+                        Err(e) => say(&format!("ERROR    cannot start {program}: {e}")),
+                    }
+                }
+                Ok(Desktop::Open(url)) => {
+                    if let Err(e) = open::that_detached(&url) {
+                        say(&format!(
+                            "ERROR    cannot open {url} with the desktop's default handler: {e}"
+                        ));
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    });
+    tx
+}
+
+/// Carries out one reaction: the trace line here, the desktop's part on the desktop thread.
+fn perform(action: Action, desktop: &crossbeam_channel::Sender<Desktop>) {
+    let job = match action {
+        Action::LineState(l) if !l.is_empty() => {
+            say(&format!("STATE    {l}"));
+            return;
+        }
+        Action::LineState(_) | Action::DialEnabled(_) => return,
         Action::Popup {
             number,
             name,
             seconds,
         } => {
             say(&format!("RINGING  {number} ({name})"));
-            // The freedesktop notification, where the desktop has the tool for it.
-            let _ = Command::new("notify-send")
-                .args([
-                    "-t",
-                    &(seconds * 1000).to_string(),
-                    "AstCTI: call from",
-                    &format!("{number} {name}"),
-                ])
-                .spawn();
+            Desktop::Popup {
+                number,
+                name,
+                seconds,
+            }
         }
         Action::Launch { program, args } => {
             say(&format!("LAUNCH   {program} {args:?}"));
-            if let Err(e) = Command::new(&program).args(&args).spawn() {
-                say(&format!("ERROR    cannot start {program}: {e}"));
-            }
+            Desktop::Launch { program, args }
         }
         Action::OpenUrl(url) => {
             say(&format!("OPEN     {url}"));
-            let opener = if cfg!(target_os = "macos") {
-                ("open", vec![url.clone()])
-            } else if cfg!(windows) {
-                ("explorer", vec![url.clone()])
-            } else {
-                ("xdg-open", vec![url.clone()])
-            };
-            if let Err(e) = Command::new(opener.0).args(&opener.1).spawn() {
-                say(&format!(
-                    "ERROR    cannot open {url} with {}: {e}",
-                    opener.0
-                ));
-            }
+            Desktop::Open(url)
         }
-        Action::NoLaunch(why) => say(&format!("NOLAUNCH {why}")),
+        Action::NoLaunch(why) => {
+            say(&format!("NOLAUNCH {why}"));
+            return;
+        }
+    };
+    if desktop.try_send(job).is_err() {
+        say("ERROR    dropped: the desktop has not finished the previous notifications and launches");
     }
 }
 
@@ -294,6 +399,33 @@ fn orig_line(s: &Settings, number: &str, context: Option<&str>) -> Result<String
     Ok(format!("ORIG {n}|{}|{}\n", c.context, c.priority))
 }
 
+/// A dial request as the dial channel and standard input carry it: `dial NUMBER [CONTEXT]`.
+fn dial_request(number: &str, context: Option<&str>) -> String {
+    match context {
+        Some(c) => format!("dial {number} {c}\n"),
+        None => format!("dial {number}\n"),
+    }
+}
+
+/// `dial NUMBER [CONTEXT]` → the `ORIG` line, checked against the running client's own settings.
+fn parse_dial_request(s: &Settings, line: &str) -> Result<String, String> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.chars().any(char::is_control) {
+        return Err("a dial request is one line without control characters".into());
+    }
+    let mut w = line.split_whitespace();
+    if w.next() != Some("dial") {
+        return Err("unknown command (expected: dial NUMBER [CONTEXT])".into());
+    }
+    let number = w.next().ok_or("dial needs a number")?;
+    let context = w.next();
+    if w.next().is_some() {
+        return Err("too many words (expected: dial NUMBER [CONTEXT])".into());
+    }
+    orig_line(s, number, context)
+}
+
 /// `dial`: to the running client over the dial channel, else a one-shot login.
 fn dial(s: &Settings, number: &str, context: Option<&str>) -> i32 {
     let line = match orig_line(s, number, context) {
@@ -303,14 +435,30 @@ fn dial(s: &Settings, number: &str, context: Option<&str>) -> i32 {
             return 2;
         }
     };
-    #[cfg(unix)]
-    if let Ok(mut c) = std::os::unix::net::UnixStream::connect(dial_socket()) {
-        let _ = c.write_all(line.as_bytes());
+    if let Some(mut c) = dial_channel_name()
+        .ok()
+        .and_then(|n| Stream::connect(n).ok())
+    {
+        let _ = c.set_recv_timeout(Some(Duration::from_secs(5)));
+        let _ = c.set_send_timeout(Some(Duration::from_secs(5)));
+        let _ = c.write_all(dial_request(number, context).as_bytes());
         let mut answer = String::new();
-        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = c.read_to_string(&mut answer);
-        println!("{}", answer.trim_end());
-        return if answer.starts_with("ok") { 0 } else { 1 };
+        let _ = BufReader::new(c).take(1024).read_line(&mut answer);
+        let answer = answer.trim_end();
+        return match answer.strip_prefix("ok: ") {
+            Some(_) => {
+                println!("{answer}");
+                0
+            }
+            None if answer.is_empty() => {
+                eprintln!("astcti-client: the running client did not answer the dial request");
+                1
+            }
+            None => {
+                eprintln!("astcti-client: the running client refused: {answer}");
+                2
+            }
+        };
     }
     match login(s) {
         Ok((sock, mut r)) => {
@@ -333,30 +481,53 @@ fn dial(s: &Settings, number: &str, context: Option<&str>) -> i32 {
     }
 }
 
-/// Serves the dial channel: each connection sends one ORIG line, forwarded to the server.
-#[cfg(unix)]
-fn dial_channel(out: crossbeam_channel::Sender<String>) -> Result<(), String> {
-    let path = dial_socket();
-    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+/// Serves the dial channel: each connection sends one `dial NUMBER [CONTEXT]` line (at most 256
+/// bytes, within 2 s), checked against these settings and forwarded to the session as `ORIG`.
+/// Also the single-instance lock: a second client finds the channel answering and stops.
+fn dial_channel(
+    s: &Settings,
+    out: crossbeam_channel::Sender<String>,
+    online: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let shown = dial_channel_shown();
+    let name = dial_channel_name().map_err(|e| format!("{shown}: {e}"))?;
+    if Stream::connect(name.clone()).is_ok() {
         return Err(format!(
-            "another astcti-client runs for this user ({} answers)",
-            path.display()
+            "another astcti-client runs for this user ({shown} answers)"
         ));
     }
-    let _ = std::fs::remove_file(&path);
-    let l = std::os::unix::net::UnixListener::bind(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let options = ListenerOptions::new().name(name).try_overwrite(true);
+    #[cfg(unix)]
+    let options = {
+        use interprocess::os::unix::local_socket::ListenerOptionsExt;
+        options.mode(0o600)
+    };
+    let listener = options
+        .create_sync()
+        .map_err(|e| format!("{shown}: cannot open the dial channel: {e}"))?;
+    let s = s.clone();
     std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
+        for c in listener.incoming() {
+            let Ok(c) = c else { continue };
+            let _ = c.set_recv_timeout(Some(Duration::from_secs(2)));
+            let _ = c.set_send_timeout(Some(Duration::from_secs(2)));
             let mut line = String::new();
-            let _ = BufReader::new(&c).read_line(&mut line);
-            let ok =
-                line.starts_with("ORIG ") && !line.contains('\r') && out.send(line.clone()).is_ok();
-            let _ = c.write_all(if ok {
-                b"ok: handed to the running client\n"
-            } else {
-                b"error\n"
-            });
+            let mut r = BufReader::new(c);
+            let read = (&mut r).take(256).read_line(&mut line);
+            let answer = match read {
+                Ok(_) if line.ends_with('\n') => match parse_dial_request(&s, &line) {
+                    Ok(_) if !online.load(Ordering::SeqCst) => {
+                        "error: the running client is not logged in to the server now".into()
+                    }
+                    Ok(orig) => match out.try_send(orig) {
+                        Ok(()) => "ok: handed to the running client".into(),
+                        Err(_) => "error: the running client is busy; try again".to_string(),
+                    },
+                    Err(e) => format!("error: {e}"),
+                },
+                _ => "error: expected one line, dial NUMBER [CONTEXT]".into(),
+            };
+            let _ = r.get_mut().write_all(format!("{answer}\n").as_bytes());
         }
     });
     Ok(())
@@ -366,25 +537,30 @@ fn run(s: Settings) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
     let st = stop.clone();
     let _ = ctrlc::set_handler(move || st.store(true, Ordering::SeqCst));
-    let (dial_tx, dial_rx) = crossbeam_channel::unbounded::<String>();
-    #[cfg(unix)]
-    if let Err(e) = dial_channel(dial_tx.clone()) {
+    let (dial_tx, dial_rx) = crossbeam_channel::bounded::<String>(64);
+    let online = Arc::new(AtomicBool::new(false));
+    if let Err(e) = dial_channel(&s, dial_tx.clone(), online.clone()) {
         eprintln!("astcti-client: {e}");
         return 2;
     }
+    let desktop = start_desktop();
     // `dial NUMBER [CONTEXT]` on standard input.
-    let (s2, tx2) = (s.clone(), dial_tx);
+    let (s2, tx2, online2) = (s.clone(), dial_tx, online.clone());
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            let mut w = line.split_whitespace();
-            if w.next() == Some("dial") {
-                match w.next().map(|n| orig_line(&s2, n, w.next())) {
-                    Some(Ok(l)) => {
-                        let _ = tx2.send(l);
-                    }
-                    Some(Err(e)) => say(&format!("ERROR    {e}")),
-                    None => say("ERROR    dial needs a number"),
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_dial_request(&s2, &line) {
+                Ok(_) if !online2.load(Ordering::SeqCst) => {
+                    say("ERROR    not logged in to the server now; not dialled")
                 }
+                Ok(l) => {
+                    if tx2.try_send(l).is_err() {
+                        say("ERROR    busy; not dialled");
+                    }
+                }
+                Err(e) => say(&format!("ERROR    {e}")),
             }
         }
     });
@@ -397,7 +573,11 @@ fn run(s: Settings) -> i32 {
                     "LOGIN    {} on {} at {}:{}",
                     s.username, s.phone_ext, s.host, s.port
                 ));
-                session(&s, sock, r, &stop, &dial_rx);
+                online.store(true, Ordering::SeqCst);
+                session(&s, sock, r, &stop, &dial_rx, &desktop);
+                online.store(false, Ordering::SeqCst);
+                // What was asked while the link broke is not dialled minutes later.
+                while dial_rx.try_recv().is_ok() {}
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -420,8 +600,8 @@ fn run(s: Settings) -> i32 {
             }
         }
     }
-    #[cfg(unix)]
-    let _ = std::fs::remove_file(dial_socket());
+    #[cfg(not(windows))]
+    let _ = std::fs::remove_file(dial_channel_path());
     0
 }
 
@@ -432,6 +612,7 @@ fn session(
     mut r: BufReader<TcpStream>,
     stop: &AtomicBool,
     dials: &crossbeam_channel::Receiver<String>,
+    desktop: &crossbeam_channel::Sender<Desktop>,
 ) {
     let (tx, rx) = crossbeam_channel::unbounded::<Option<String>>();
     let _ = r.get_ref().set_read_timeout(None);
@@ -480,7 +661,7 @@ fn session(
             Ok(Some(event)) => {
                 if let Some((kind, record)) = notify::parse(&event) {
                     for a in react(s, kind, &record) {
-                        perform(a);
+                        perform(a, desktop);
                     }
                 }
             }
