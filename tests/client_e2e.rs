@@ -414,6 +414,38 @@ fn one_shot_dial_and_bad_credentials() {
         .actions_named("Originate")
         .len()
         == 1));
+    // Without --settings: the file in the platform's config directory, its <Port> (wrong here)
+    // overridden by --port.
+    let xdg = dir.join("xdg");
+    std::fs::create_dir_all(xdg.join("astcti-client")).unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("<Port>{port}</Port>"), "<Port>1</Port>");
+    std::fs::write(xdg.join("astcti-client/AstCTIClient.config"), text).unwrap();
+    let st = Command::new(CLIENT)
+        .args(["dial", "203", "--port", &port.to_string()])
+        .env("XDG_CONFIG_HOME", &xdg)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(replay.wait_for(Duration::from_secs(10), |s| s
+        .actions_named("Originate")
+        .iter()
+        .any(|a| a.get("Exten") == Some("203"))));
+    // Nothing to read and no flags saying who: a clear message naming the file, exit 2.
+    let st = Command::new(CLIENT)
+        .env("XDG_CONFIG_HOME", dir.join("nowhere"))
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&st.stderr)
+        .contains("nowhere/astcti-client/AstCTIClient.config: cannot read the settings"));
     // A wrong password: a clear message, exit code 3, no retry loop.
     let bad = settings(&dir, port, &agent.user, "wrong", &app);
     let t = Instant::now();

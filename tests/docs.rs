@@ -81,6 +81,25 @@ fn every_flag_shown_for_the_programs_exists() {
     assert!(seen >= 10, "only {seen} flags found: the scan is broken");
 }
 
+/// The same for the agent's program (built only with the `client` feature, which scripts/test.sh
+/// turns on).
+#[cfg(feature = "client")]
+#[test]
+fn every_flag_shown_for_the_agents_program_exists() {
+    let client = help(env!("CARGO_BIN_EXE_astcti-client"));
+    let mut seen = 0;
+    for (name, text) in docs() {
+        for flag in flags_after(&text, "astcti-client ") {
+            seen += 1;
+            assert!(
+                client.contains(&flag),
+                "{name}: astcti-client {flag} is not in --help"
+            );
+        }
+    }
+    assert!(seen >= 5, "only {seen} flags found: the scan is broken");
+}
+
 #[test]
 fn every_repository_path_named_in_the_docs_exists() {
     let prefixes = [

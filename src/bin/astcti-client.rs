@@ -34,7 +34,11 @@ Usage:
   astcti-client --version | --help
 
   --settings FILE       the original AstCTIClient.config (default: AstCTIClient.config beside the
-                        program, then $XDG_CONFIG_HOME/astcti-client/AstCTIClient.config)
+                        program, then astcti-client/AstCTIClient.config in the platform's config
+                        directory: $XDG_CONFIG_HOME or ~/.config, ~/Library/Application Support,
+                        %APPDATA%)
+  --host HOST, --port PORT, --username NAME, --phone-ext EXT
+                        instead of <Host>, <Port>, <Username>, <PhoneExt> in the settings
   --password-file FILE  the CTI password (first line), instead of <Password> (or ASTCTI_PASSWORD)
   --foreground          one line per event on stdout (the default when stdout is a terminal)
   dial NUMBER           dial from the agent's phone: handed to the running client, or a one-shot
@@ -45,20 +49,20 @@ Exit codes: 0 stopped, 1 the server cannot be reached (dial), 2 bad arguments or
 3 the server refused the login (wrong user name or password, or already logged in).
 ";
 
+#[derive(Default)]
 struct Opts {
     settings: Option<PathBuf>,
     password_file: Option<PathBuf>,
+    host: Option<String>,
+    port: Option<u16>,
+    username: Option<String>,
+    phone_ext: Option<String>,
     dial: Option<String>,
     context: Option<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
-    let mut o = Opts {
-        settings: None,
-        password_file: None,
-        dial: None,
-        context: None,
-    };
+    let mut o = Opts::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -78,6 +82,18 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
             "--settings" => o.settings = Some(value("--settings")?.into()),
             "--password-file" => o.password_file = Some(value("--password-file")?.into()),
             "--context" => o.context = Some(value("--context")?),
+            "--host" => o.host = Some(value("--host")?),
+            "--port" => {
+                let v = value("--port")?;
+                o.port = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| format!("--port {v:?} is not a port (1-65535)"))?,
+                )
+            }
+            "--username" => o.username = Some(value("--username")?),
+            "--phone-ext" => o.phone_ext = Some(value("--phone-ext")?),
             "--foreground" => {}
             "dial" => o.dial = Some(value("dial")?),
             // A tel:/callto:/sip: URL handed over by the desktop.
@@ -103,18 +119,48 @@ fn settings_path(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = beside.filter(|p| p.is_file()) {
         return p;
     }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("astcti-client").join("AstCTIClient.config")
+    config_dir()
+        .join("astcti-client")
+        .join("AstCTIClient.config")
+}
+
+/// The platform's directory for a user's settings.
+fn config_dir() -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if cfg!(windows) {
+        return var("APPDATA")
+            .or_else(|| var("USERPROFILE").map(|h| h.join("AppData").join("Roaming")))
+            .unwrap_or_else(|| PathBuf::from("."));
+    }
+    if cfg!(target_os = "macos") {
+        if let Some(h) = var("HOME") {
+            return h.join("Library").join("Application Support");
+        }
+    }
+    var("XDG_CONFIG_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn load(o: &Opts) -> Result<Settings, String> {
     let path = settings_path(o.settings.as_deref());
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{}: cannot read the settings: {e}", path.display()))?;
-    let s = settings::parse(&text, &path.display().to_string())?;
+    let from_flags = o.settings.is_none() && o.username.is_some() && o.phone_ext.is_some();
+    let s = match std::fs::read_to_string(&path) {
+        Ok(text) => settings::parse(&text, &path.display().to_string())?,
+        // No file, but the flags say who and where: the original's defaults for the rest.
+        Err(e) if from_flags && e.kind() == std::io::ErrorKind::NotFound => Settings::default(),
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot read the settings: {e} (give --settings FILE, or put \
+                 AstCTIClient.config beside the program or there)",
+                path.display()
+            ))
+        }
+    };
     let pw = match &o.password_file {
         Some(f) => Some(
             std::fs::read_to_string(f)
@@ -122,7 +168,19 @@ fn load(o: &Opts) -> Result<Settings, String> {
         ),
         None => None,
     };
-    let s = s.with_secrets(pw.as_deref(), &|k| std::env::var(k).ok());
+    let mut s = s.with_secrets(pw.as_deref(), &|k| std::env::var(k).ok());
+    if let Some(v) = &o.host {
+        s.host = v.clone();
+    }
+    if let Some(v) = o.port {
+        s.port = v;
+    }
+    if let Some(v) = &o.username {
+        s.username = v.clone();
+    }
+    if let Some(v) = &o.phone_ext {
+        s.phone_ext = v.clone();
+    }
     s.check().map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(s)
 }
