@@ -20,7 +20,7 @@ use std::process::Command;
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{ListenerOptions, Name, Stream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use astcti_server::client::react::{dial_number, react, Action};
@@ -29,7 +29,7 @@ use astcti_server::cti::{notify, proto};
 
 const USAGE: &str = "\
 Usage:
-  astcti-client [--settings FILE] [--password-file FILE] [--foreground]
+  astcti-client [--settings FILE] [--password-file FILE] [--foreground] [--gui]
   astcti-client dial NUMBER|tel:URL [--context CONTEXT] [--settings FILE] [--password-file FILE]
   astcti-client --version | --help
 
@@ -41,6 +41,8 @@ Usage:
                         instead of <Host>, <Port>, <Username>, <PhoneExt> in the settings
   --password-file FILE  the CTI password (first line), instead of <Password> (or ASTCTI_PASSWORD)
   --foreground          one line per event on stdout (the default when stdout is a terminal)
+  --gui                 the agent's window: line state, caller-ID popup, dial box, settings
+                        (when built with the cargo feature gui)
   dial NUMBER           dial from the agent's phone: handed to the running client, or a one-shot
                         login when none runs; NUMBER may be a tel:, callto: or sip: URL
   --context CONTEXT     the outbound context (default: the first of <CTIOutboundContextes>)
@@ -57,6 +59,7 @@ struct Opts {
     port: Option<u16>,
     username: Option<String>,
     phone_ext: Option<String>,
+    gui: bool,
     dial: Option<String>,
     context: Option<String>,
 }
@@ -95,6 +98,7 @@ fn parse_args(args: &[String]) -> Result<Option<Opts>, String> {
             "--username" => o.username = Some(value("--username")?),
             "--phone-ext" => o.phone_ext = Some(value("--phone-ext")?),
             "--foreground" => {}
+            "--gui" => o.gui = true,
             "dial" => o.dial = Some(value("dial")?),
             // A tel:/callto:/sip: URL handed over by the desktop.
             url if ["tel:", "callto:", "sip:"]
@@ -230,6 +234,63 @@ fn dial_channel_shown() -> String {
     return dial_channel_path().display().to_string();
 }
 
+/// What the session tells the window (nothing is told on the command line).
+#[cfg_attr(not(feature = "gui"), allow(dead_code))]
+pub enum UiEvent {
+    /// Logged in, as `PhoneExt`.
+    Online { ext: String },
+    /// Not logged in (the link broke, the server cannot be reached, or stopped), and why.
+    Offline(String),
+    /// The server refused the login; the session has stopped.
+    Refused(String),
+    /// One notification, and the reactions it gave.
+    Event {
+        kind: notify::Kind,
+        record: notify::Record,
+        actions: Vec<Action>,
+    },
+    /// Sent to the server.
+    Dialled(String),
+}
+
+pub trait Ui: Send + Sync {
+    fn update(&self, event: UiEvent);
+}
+
+/// The command line's window: none.
+struct NoUi;
+
+impl Ui for NoUi {
+    fn update(&self, _: UiEvent) {}
+}
+
+/// The handles the window shares with one running session loop ([`run`]).
+pub struct Core {
+    /// Ends the loop (Ctrl-C, quitting the window, new settings).
+    pub stop: Arc<AtomicBool>,
+    /// Logged in now: dial requests are taken.
+    pub online: Arc<AtomicBool>,
+    pub dial_tx: crossbeam_channel::Sender<String>,
+    dial_rx: crossbeam_channel::Receiver<String>,
+    pub desktop: crossbeam_channel::Sender<Desktop>,
+    /// Whether `Newcallerid` raises a desktop notification (the window may show its own popup).
+    pub notify_desktop: bool,
+}
+
+impl Core {
+    fn new(desktop: crossbeam_channel::Sender<Desktop>, online: Arc<AtomicBool>) -> Core {
+        let (dial_tx, dial_rx) = crossbeam_channel::bounded::<String>(64);
+        Core {
+            stop: Arc::new(AtomicBool::new(false)),
+            online,
+            dial_tx,
+            dial_rx,
+            desktop,
+            notify_desktop: true,
+        }
+    }
+}
+
 enum LoginError {
     /// The server answered 101: retrying will not help.
     Refused(String),
@@ -335,7 +396,7 @@ fn say(line: &str) {
 }
 
 /// What the desktop thread does for the session.
-enum Desktop {
+pub enum Desktop {
     /// The caller-ID notification.
     Popup {
         number: String,
@@ -351,7 +412,7 @@ enum Desktop {
 /// Starts the desktop thread: notifications, launches and URLs one after another, so a slow or
 /// absent notification service or URL handler never delays the session (at most a few wait; more
 /// are dropped, and said so). It also reaps the programs it started, so none is left a zombie.
-fn start_desktop() -> crossbeam_channel::Sender<Desktop> {
+pub fn start_desktop() -> crossbeam_channel::Sender<Desktop> {
     let (tx, rx) = crossbeam_channel::bounded::<Desktop>(8);
     std::thread::spawn(move || {
         let mut failing = false;
@@ -404,7 +465,7 @@ fn start_desktop() -> crossbeam_channel::Sender<Desktop> {
 }
 
 /// Carries out one reaction: the trace line here, the desktop's part on the desktop thread.
-fn perform(action: Action, desktop: &crossbeam_channel::Sender<Desktop>) {
+fn perform(action: Action, core: &Core) {
     let job = match action {
         Action::LineState(l) if !l.is_empty() => {
             say(&format!("STATE    {l}"));
@@ -417,6 +478,9 @@ fn perform(action: Action, desktop: &crossbeam_channel::Sender<Desktop>) {
             seconds,
         } => {
             say(&format!("RINGING  {number} ({name})"));
+            if !core.notify_desktop {
+                return;
+            }
             Desktop::Popup {
                 number,
                 name,
@@ -436,13 +500,18 @@ fn perform(action: Action, desktop: &crossbeam_channel::Sender<Desktop>) {
             return;
         }
     };
+    desktop_job(&core.desktop, job);
+}
+
+/// Hands one job to the desktop thread, or says why not.
+pub fn desktop_job(desktop: &crossbeam_channel::Sender<Desktop>, job: Desktop) {
     if desktop.try_send(job).is_err() {
         say("ERROR    dropped: the desktop has not finished the previous notifications and launches");
     }
 }
 
 /// `ORIG number|context|priority` for `number` in `context` (default: the first outbound one).
-fn orig_line(s: &Settings, number: &str, context: Option<&str>) -> Result<String, String> {
+pub fn orig_line(s: &Settings, number: &str, context: Option<&str>) -> Result<String, String> {
     let n = dial_number(number)?;
     let c =
         match context {
@@ -543,8 +612,8 @@ fn dial(s: &Settings, number: &str, context: Option<&str>) -> i32 {
 /// bytes, within 2 s), checked against these settings and forwarded to the session as `ORIG`.
 /// Also the single-instance lock: a second client finds the channel answering and stops.
 fn dial_channel(
-    s: &Settings,
-    out: crossbeam_channel::Sender<String>,
+    settings: Arc<Mutex<Settings>>,
+    out: Arc<Mutex<crossbeam_channel::Sender<String>>>,
     online: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let shown = dial_channel_shown();
@@ -563,7 +632,6 @@ fn dial_channel(
     let listener = options
         .create_sync()
         .map_err(|e| format!("{shown}: cannot open the dial channel: {e}"))?;
-    let s = s.clone();
     std::thread::spawn(move || {
         for c in listener.incoming() {
             let Ok(c) = c else { continue };
@@ -573,11 +641,11 @@ fn dial_channel(
             let mut r = BufReader::new(c);
             let read = (&mut r).take(256).read_line(&mut line);
             let answer = match read {
-                Ok(_) if line.ends_with('\n') => match parse_dial_request(&s, &line) {
+                Ok(_) if line.ends_with('\n') => match parse_dial_request(&lock(&settings), &line) {
                     Ok(_) if !online.load(Ordering::SeqCst) => {
                         "error: the running client is not logged in to the server now".into()
                     }
-                    Ok(orig) => match out.try_send(orig) {
+                    Ok(orig) => match lock(&out).try_send(orig) {
                         Ok(()) => "ok: handed to the running client".into(),
                         Err(_) => "error: the running client is busy; try again".to_string(),
                     },
@@ -591,58 +659,118 @@ fn dial_channel(
     Ok(())
 }
 
-fn run(s: Settings) -> i32 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let st = stop.clone();
-    let _ = ctrlc::set_handler(move || st.store(true, Ordering::SeqCst));
-    let (dial_tx, dial_rx) = crossbeam_channel::bounded::<String>(64);
-    let online = Arc::new(AtomicBool::new(false));
-    if let Err(e) = dial_channel(&s, dial_tx.clone(), online.clone()) {
-        eprintln!("astcti-client: {e}");
-        return 2;
-    }
-    let desktop = start_desktop();
-    // `dial NUMBER [CONTEXT]` on standard input.
-    let (s2, tx2, online2) = (s.clone(), dial_tx, online.clone());
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match parse_dial_request(&s2, &line) {
-                Ok(_) if !online2.load(Ordering::SeqCst) => {
-                    say("ERROR    not logged in to the server now; not dialled")
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What one process of the agent's program shares between its session loops: the settings (the
+/// window edits them), the dial channel (opened once: it is also the single-instance lock) and
+/// standard input, both forwarding to the current loop's [`Core`].
+pub struct Shared {
+    pub settings: Arc<Mutex<Settings>>,
+    pub online: Arc<AtomicBool>,
+    pub desktop: crossbeam_channel::Sender<Desktop>,
+    dial_to: Arc<Mutex<crossbeam_channel::Sender<String>>>,
+}
+
+impl Shared {
+    /// Opens the dial channel and starts the desktop thread and the standard-input reader.
+    fn start(s: Settings) -> Result<Shared, String> {
+        let settings = Arc::new(Mutex::new(s));
+        let online = Arc::new(AtomicBool::new(false));
+        let (nobody, _) = crossbeam_channel::bounded::<String>(1);
+        let dial_to = Arc::new(Mutex::new(nobody));
+        dial_channel(settings.clone(), dial_to.clone(), online.clone())?;
+        let (s2, tx2, online2) = (settings.clone(), dial_to.clone(), online.clone());
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if line.trim().is_empty() {
+                    continue;
                 }
-                Ok(l) => {
-                    if tx2.try_send(l).is_err() {
-                        say("ERROR    busy; not dialled");
+                match parse_dial_request(&lock(&s2), &line) {
+                    Ok(_) if !online2.load(Ordering::SeqCst) => {
+                        say("ERROR    not logged in to the server now; not dialled")
                     }
+                    Ok(l) => {
+                        if lock(&tx2).try_send(l).is_err() {
+                            say("ERROR    busy; not dialled");
+                        }
+                    }
+                    Err(e) => say(&format!("ERROR    {e}")),
                 }
-                Err(e) => say(&format!("ERROR    {e}")),
             }
+        });
+        Ok(Shared {
+            settings,
+            online,
+            desktop: start_desktop(),
+            dial_to,
+        })
+    }
+
+    /// A core for the next session loop; dial requests now go to it.
+    pub fn core(&self) -> Core {
+        let core = Core::new(self.desktop.clone(), self.online.clone());
+        *lock(&self.dial_to) = core.dial_tx.clone();
+        core
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        #[cfg(not(windows))]
+        let _ = std::fs::remove_file(dial_channel_path());
+    }
+}
+
+/// The command line: the session loop until Ctrl-C.
+fn run_cli(s: Settings) -> i32 {
+    let shared = match Shared::start(s.clone()) {
+        Ok(sh) => sh,
+        Err(e) => {
+            eprintln!("astcti-client: {e}");
+            return 2;
         }
-    });
+    };
+    let core = shared.core();
+    let st = core.stop.clone();
+    let _ = ctrlc::set_handler(move || st.store(true, Ordering::SeqCst));
+    run(&s, &core, &NoUi)
+}
+
+/// Logs in, runs the session, logs in again after it breaks (backoff 1 s … 30 s), until
+/// `core.stop`; 3 when the server refuses the login.
+pub fn run(s: &Settings, core: &Core, ui: &dyn Ui) -> i32 {
+    let stop = &core.stop;
     let mut backoff = Duration::from_secs(1);
     while !stop.load(Ordering::SeqCst) {
-        match login(&s) {
+        match login(s) {
             Ok((sock, r)) => {
                 backoff = Duration::from_secs(1);
                 say(&format!(
                     "LOGIN    {} on {} at {}:{}",
                     s.username, s.phone_ext, s.host, s.port
                 ));
-                online.store(true, Ordering::SeqCst);
-                session(&s, sock, r, &stop, &dial_rx, &desktop);
-                online.store(false, Ordering::SeqCst);
+                core.online.store(true, Ordering::SeqCst);
+                ui.update(UiEvent::Online {
+                    ext: s.phone_ext.clone(),
+                });
+                session(s, sock, r, core, ui);
+                core.online.store(false, Ordering::SeqCst);
                 // What was asked while the link broke is not dialled minutes later.
-                while dial_rx.try_recv().is_ok() {}
+                while core.dial_rx.try_recv().is_ok() {}
                 if stop.load(Ordering::SeqCst) {
+                    ui.update(UiEvent::Offline("stopped".into()));
                     break;
                 }
                 say("LOST     the connection to the server; logging in again");
+                ui.update(UiEvent::Offline(
+                    "the connection to the server broke; logging in again".into(),
+                ));
             }
             Err(LoginError::Refused(e)) => {
                 eprintln!("astcti-client: {e}");
+                ui.update(UiEvent::Refused(e));
                 return 3;
             }
             Err(LoginError::Unreachable(e)) => {
@@ -650,6 +778,10 @@ fn run(s: Settings) -> i32 {
                     "WAIT     {e}; trying again in {} s",
                     backoff.as_secs()
                 ));
+                ui.update(UiEvent::Offline(format!(
+                    "{e}; trying again in {} s",
+                    backoff.as_secs()
+                )));
                 let until = Instant::now() + backoff;
                 while Instant::now() < until && !stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(100));
@@ -658,20 +790,12 @@ fn run(s: Settings) -> i32 {
             }
         }
     }
-    #[cfg(not(windows))]
-    let _ = std::fs::remove_file(dial_channel_path());
     0
 }
 
 /// One logged-in session: NOOPs, dial requests, notifications, until it breaks or Ctrl-C.
-fn session(
-    s: &Settings,
-    sock: TcpStream,
-    mut r: BufReader<TcpStream>,
-    stop: &AtomicBool,
-    dials: &crossbeam_channel::Receiver<String>,
-    desktop: &crossbeam_channel::Sender<Desktop>,
-) {
+fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Core, ui: &dyn Ui) {
+    let (stop, dials) = (&core.stop, &core.dial_rx);
     let (tx, rx) = crossbeam_channel::unbounded::<Option<String>>();
     let _ = r.get_ref().set_read_timeout(None);
     std::thread::spawn(move || {
@@ -708,6 +832,7 @@ fn session(
             if w.write_all(line.as_bytes()).is_err() {
                 return;
             }
+            ui.update(UiEvent::Dialled(line.trim_end().to_string()));
         }
         if Instant::now() >= next_noop {
             next_noop = Instant::now() + Duration::from_millis(s.noop_ms);
@@ -718,15 +843,41 @@ fn session(
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(event)) => {
                 if let Some((kind, record)) = notify::parse(&event) {
-                    for a in react(s, kind, &record) {
-                        perform(a, desktop);
+                    let actions = react(s, kind, &record);
+                    for a in actions.iter().cloned() {
+                        perform(a, core);
                     }
+                    ui.update(UiEvent::Event {
+                        kind,
+                        record,
+                        actions,
+                    });
                 }
             }
             Ok(None) => return,
             Err(_) => {}
         }
     }
+}
+
+#[cfg(feature = "gui")]
+mod gui;
+
+#[cfg(feature = "gui")]
+fn gui_main(s: Settings, path: PathBuf) -> i32 {
+    match Shared::start(s) {
+        Ok(shared) => gui::main(shared, path),
+        Err(e) => {
+            eprintln!("astcti-client: {e}");
+            2
+        }
+    }
+}
+
+#[cfg(not(feature = "gui"))]
+fn gui_main(_: Settings, _: PathBuf) -> i32 {
+    eprintln!("astcti-client: this build has no window: build it with `cargo build --release --features gui`");
+    2
 }
 
 fn main() {
@@ -748,7 +899,8 @@ fn main() {
     };
     let code = match &opts.dial {
         Some(number) => dial(&s, number, opts.context.as_deref()),
-        None => run(s),
+        None if opts.gui => gui_main(s, settings_path(opts.settings.as_deref())),
+        None => run_cli(s),
     };
     std::process::exit(code);
 }
