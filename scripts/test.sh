@@ -20,14 +20,19 @@ if [ "${1:-}" = "--stop-db" ]; then
 fi
 
 mariadb_ensure_installed
-# The client's notification test talks to a real freedesktop daemon (dunst on a private Xvfb).
+# The client's notification test talks to a real freedesktop daemon (dunst on a private Xvfb); the
+# window's test drives it with xdotool and reads its screenshots (ImageMagick) with tesseract.
 if ! command -v Xvfb >/dev/null 2>&1 || ! command -v dunst >/dev/null 2>&1 \
-   || ! command -v dbus-monitor >/dev/null 2>&1 || ! command -v dbus-run-session >/dev/null 2>&1; then
-  echo "== installing xvfb, dunst and dbus from Debian packages"
+   || ! command -v dbus-monitor >/dev/null 2>&1 || ! command -v dbus-run-session >/dev/null 2>&1 \
+   || ! command -v xdotool >/dev/null 2>&1 || ! command -v import >/dev/null 2>&1 \
+   || ! command -v tesseract >/dev/null 2>&1 \
+   || ! ldconfig -p | grep -q 'libxkbcommon-x11.so.0' || ! ldconfig -p | grep -q 'libGL.so.1'; then
+  echo "== installing xvfb, dunst, dbus, xdotool, imagemagick and tesseract-ocr from Debian packages"
   sudo_=""
   [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq xvfb dunst dbus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq xvfb dunst dbus xdotool imagemagick tesseract-ocr \
+    libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 >/dev/null
 fi
 mariadb_start "$dir" "$port"
 port="$MARIADB_PORT"
@@ -60,7 +65,7 @@ if [ "${1:-}" = "--bench" ]; then
 fi
 
 echo "== cargo test"
-cargo test --locked --features client "$@"
+cargo test --locked --features gui "$@"
 
 # The README's first command, end to end: MariaDB, server, a replayed call, the screen pop; then the
 # release artefacts: glibc 2.17 binary, tarball, .deb installed and checked, Windows binary under Wine.

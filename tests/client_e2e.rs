@@ -721,3 +721,331 @@ fn a_url_opens_in_the_default_handler_and_the_dial_channel_checks_what_it_is_han
     drop(client);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The window (`--gui`, feature `gui`) on a private Xvfb, driven with xdotool, read back by OCR
+/// (tesseract) from screenshots of the real rendering: it logs in against the real server, the demo
+/// call (at the capture's own pace) pops the caller's number and name, shows Connected and launches
+/// the stand-in application once; a number typed into the window and Enter reach Asterisk as
+/// `Originate`; a setting changed in the dialog is saved back into the original file's format and the
+/// client logs in again with it. The screenshots are kept in target/tmp/gui-screens/ (docs/CLIENT.md).
+#[cfg(feature = "gui")]
+mod window {
+    use super::*;
+
+    struct Display {
+        n: u32,
+        xvfb: Child,
+    }
+
+    impl Display {
+        fn start() -> Display {
+            for tool in ["Xvfb", "xdotool", "import", "convert", "tesseract"] {
+                assert!(
+                    Command::new("sh")
+                        .args(["-c", &format!("command -v {tool}")])
+                        .output()
+                        .unwrap()
+                        .status
+                        .success(),
+                    "{tool} is missing: scripts/test.sh installs it"
+                );
+            }
+            let n = 500 + std::process::id() % 400;
+            let xvfb = Command::new("Xvfb")
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let d = Display { n, xvfb };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !d.run("xdotool", &["getmouselocation"]) {
+                assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            d
+        }
+
+        fn name(&self) -> String {
+            format!(":{}", self.n)
+        }
+
+        fn run(&self, prog: &str, args: &[&str]) -> bool {
+            Command::new(prog)
+                .args(args)
+                .env("DISPLAY", self.name())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        }
+
+        /// A screenshot of the whole screen into `png`.
+        fn shot(&self, png: &Path) {
+            assert!(self.run("import", &["-window", "root", png.to_str().unwrap()]));
+        }
+
+        /// The words on screen with their centres (screen pixels), read by tesseract from the
+        /// screenshot tripled in size and made black on white (egui's light text is thin for OCR).
+        fn words(&self, dir: &Path) -> Vec<(String, i32, i32)> {
+            let png = dir.join("ocr.png");
+            let big = dir.join("ocr-3x.png");
+            self.shot(&png);
+            assert!(Command::new("convert")
+                .arg(&png)
+                .args([
+                    "-resize",
+                    "300%",
+                    "-colorspace",
+                    "Gray",
+                    "-threshold",
+                    "70%"
+                ])
+                .arg(&big)
+                .status()
+                .unwrap()
+                .success());
+            let out = Command::new("tesseract")
+                .arg(&big)
+                .args(["-", "--psm", "11", "tsv"])
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
+            let mut words = Vec::new();
+            for l in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+                let f: Vec<&str> = l.split('\t').collect();
+                if f.len() < 12 || f[11].trim().is_empty() {
+                    continue;
+                }
+                let n = |i: usize| f[i].parse::<i32>().unwrap_or(0);
+                words.push((
+                    f[11].trim().to_string(),
+                    (n(6) + n(8) / 2) / 3,
+                    (n(7) + n(9) / 2) / 3,
+                ));
+            }
+            words
+        }
+
+        /// Waits until every one of `needles` is on screen; the words then.
+        fn wait_text(
+            &self,
+            dir: &Path,
+            needles: &[&str],
+            timeout: Duration,
+        ) -> Vec<(String, i32, i32)> {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let words = self.words(dir);
+                let text = words
+                    .iter()
+                    .map(|w| w.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if needles.iter().all(|n| text.contains(n)) {
+                    return words;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "not on screen: {needles:?}; the screen reads: {text}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+
+        fn click(&self, x: i32, y: i32) {
+            assert!(self.run(
+                "xdotool",
+                &["mousemove", &x.to_string(), &y.to_string(), "click", "1"]
+            ));
+        }
+
+        /// Gives the keyboard to the window titled `title` (there is no window manager to do it).
+        fn focus(&self, title: &str) {
+            assert!(
+                self.run("xdotool", &["search", "--name", title, "windowfocus"]),
+                "no window {title:?}"
+            );
+        }
+
+        fn keys(&self, args: &[&str]) {
+            assert!(self.run("xdotool", args));
+        }
+    }
+
+    impl Drop for Display {
+        fn drop(&mut self) {
+            let _ = self.xvfb.kill();
+            let _ = self.xvfb.wait();
+        }
+    }
+
+    fn find<'a>(words: &'a [(String, i32, i32)], word: &str) -> &'a (String, i32, i32) {
+        words
+            .iter()
+            .find(|w| w.0 == word)
+            .unwrap_or_else(|| panic!("{word:?} not on screen: {words:?}"))
+    }
+
+    #[test]
+    fn the_window_pops_launches_dials_and_saves_a_setting() {
+        let _g = EXT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let agent = Agent::new();
+        let dir = temp_dir("clientgui");
+        let (app, out) = stand_in(&dir);
+        let cap =
+            Capture::load(&root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"))
+                .unwrap();
+        let mut rc = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
+        rc.pace = Pace::Recorded;
+        rc.times = 1;
+        rc.held = true;
+        let replay = ReplayServer::start(rc).unwrap();
+        let port = free_port();
+        let server = server_on(port, replay.addr().port());
+        let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+        let screens = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui-screens");
+        std::fs::create_dir_all(&screens).unwrap();
+
+        let display = Display::start();
+        let mut cmd = Command::new(CLIENT);
+        cmd.args(["--gui", "--settings"])
+            .arg(&cfg)
+            .env("DISPLAY", display.name())
+            .env("XDG_RUNTIME_DIR", &dir)
+            .env("PATH", "/usr/bin:/bin")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        let client = RunningClient::spawn(cmd);
+        assert!(
+            server.wait_log(
+                &format!("logged in as \"{}\"", agent.user),
+                Duration::from_secs(20)
+            ),
+            "{}",
+            client.text()
+        );
+        display.wait_text(
+            &dir,
+            &["Connected as PJSIP/201", "Dial"],
+            Duration::from_secs(15),
+        );
+        display.shot(&screens.join("window-logged-in.png"));
+
+        // The demo call: the popup with number and name, then Connected, one launch.
+        replay.release();
+        display.wait_text(
+            &dir,
+            &["New Call From", "0215552001", "Customer P"],
+            Duration::from_secs(20),
+        );
+        display.shot(&screens.join("window-popup.png"));
+        assert!(
+            client.wait_for("STATE    Connected", 1, Duration::from_secs(20)),
+            "{}",
+            client.text()
+        );
+        // The line state (a word of its own, beside "Connected as …") and the call's calldata.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let words = display.wait_text(&dir, &["Calldata: 40401"], Duration::from_secs(5));
+            if words.iter().filter(|w| w.0 == "Connected").count() >= 2 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no Connected line state: {words:?}"
+            );
+        }
+        display.shot(&screens.join("window-connected.png"));
+        assert!(
+            client.wait_for("STATE    Hangup", 1, Duration::from_secs(30)),
+            "{}",
+            client.text()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(launches(&out), vec![expected_args()], "{}", client.text());
+        display.wait_text(&dir, &["Hangup"], Duration::from_secs(10));
+
+        // Dialling from the window: click into the number box, type, Enter.
+        let words = display.wait_text(&dir, &["Number to dial"], Duration::from_secs(10));
+        let label = find(&words, "Number");
+        display.focus("^AstCTI Client$");
+        display.click(label.1 + 40, label.2 + 24);
+        display.keys(&["type", "--delay", "50", "202"]);
+        display.keys(&["key", "Return"]);
+        assert!(
+            replay.wait_for(Duration::from_secs(10), |s| s
+                .actions_named("Originate")
+                .iter()
+                .any(|a| a.get("Exten") == Some("202")
+                    && a.get("Channel") == Some("PJSIP/201")
+                    && a.get("Context") == Some("astctidemo"))),
+            "{}",
+            client.text()
+        );
+        display.wait_text(&dir, &["Dialling 202"], Duration::from_secs(10));
+        display.shot(&screens.join("window-dialled.png"));
+
+        // The settings dialog: NOOP every 1500 ms → 2500, saved into the original format.
+        let words = display.wait_text(&dir, &["Settings"], Duration::from_secs(10));
+        let button = find(&words, "Settings");
+        display.click(button.1, button.2);
+        let words = display.wait_text(
+            &dir,
+            &[
+                "CTI APPLICATION",
+                "CTI SERVER",
+                "DATABASE",
+                "INTERFACE",
+                "MISC",
+                "NOOP",
+            ],
+            Duration::from_secs(15),
+        );
+        display.shot(&screens.join("settings.png"));
+        let noop = find(&words, "NOOP");
+        let host = find(&words, "Host");
+        let save = find(&words, "Save");
+        // The field is the grid's second column: right of the widest label ("Phone extension").
+        display.focus("^AstCTI Client settings$");
+        display.click(host.1 + 200, noop.2);
+        display.keys(&["key", "ctrl+a"]);
+        display.keys(&["type", "--delay", "50", "2500"]);
+        display.click(save.1, save.2);
+        assert!(
+            client.wait_for("SETTINGS saved", 1, Duration::from_secs(10)),
+            "{}",
+            client.text()
+        );
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        assert!(
+            text.contains("<SocketTimeout>2500</SocketTimeout>"),
+            "{text}"
+        );
+        let back = astcti_server::client::settings::parse(&text, "saved").unwrap();
+        assert_eq!(back.noop_ms, 2500);
+        assert_eq!(back.username, agent.user);
+        assert_eq!(back.contexts.len(), 1);
+        assert!(text.contains("<LocalAppSettings className=\"AstCTIClient.LocalAppSettings\">"));
+        // The new settings are used: the client logged in again.
+        assert!(
+            client.wait_for("LOGIN", 2, Duration::from_secs(15)),
+            "{}",
+            client.text()
+        );
+        drop(client);
+        drop(display);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -13,7 +13,11 @@ fn docs() -> Vec<(String, String)> {
         "README.md".to_string(),
         std::fs::read_to_string(root().join("README.md")).unwrap(),
     )];
-    for e in std::fs::read_dir(root().join("docs")).unwrap().flatten() {
+    for e in std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+    {
         let name = format!("docs/{}", e.file_name().to_string_lossy());
         out.push((name, std::fs::read_to_string(e.path()).unwrap()));
     }

@@ -17,6 +17,38 @@ pub struct InboundContext {
     pub display_name: String,
 }
 
+/// How the window shows a caller (the command line always uses the desktop notification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopupStyle {
+    /// Its own small always-on-top window, as the original.
+    Window,
+    /// The desktop's notification.
+    Notification,
+    Both,
+}
+
+impl PopupStyle {
+    pub const ALL: [PopupStyle; 3] = [
+        PopupStyle::Window,
+        PopupStyle::Notification,
+        PopupStyle::Both,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PopupStyle::Window => "Window",
+            PopupStyle::Notification => "Notification",
+            PopupStyle::Both => "Both",
+        }
+    }
+
+    pub fn from_name(v: &str) -> Option<PopupStyle> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(v.trim()))
+    }
+}
+
 /// A context agents may dial into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundContext {
@@ -49,6 +81,8 @@ pub struct Settings {
     /// Seconds the caller-ID popup stays.
     pub callerid_timeout: u64,
     pub minimize_on_start: bool,
+    /// How the window shows the caller (`<PopupStyle>`, new: `Window`, `Notification` or `Both`).
+    pub popup_style: PopupStyle,
     /// None when the file names no MySQL database: no `EXT` registration.
     pub database: Option<Database>,
 }
@@ -67,6 +101,7 @@ impl Default for Settings {
             trigger_callerid: false,
             callerid_timeout: 3,
             minimize_on_start: false,
+            popup_style: PopupStyle::Window,
             database: None,
         }
     }
@@ -113,6 +148,14 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, String> {
             "TriggerCallerId" => s.trigger_callerid = v.eq_ignore_ascii_case("true"),
             "CallerIdTimeout" => s.callerid_timeout = number("CallerIdTimeout", v, el)?,
             "MinimizeOnStart" => s.minimize_on_start = v.eq_ignore_ascii_case("true"),
+            "PopupStyle" => {
+                s.popup_style = PopupStyle::from_name(v).ok_or_else(|| {
+                    format!(
+                        "{file}:{}: <PopupStyle> {v:?}: Window, Notification or Both",
+                        line(el)
+                    )
+                })?
+            }
             "MySQLHost" => db_host = Some(v.to_string()),
             "MySQLUserName" => db_user = Some(v.to_string()),
             "MySQLPassword" => db_pass = Some(v.to_string()),
@@ -199,6 +242,186 @@ impl Settings {
     }
 }
 
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn flag(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// The `<CTIContextes>` element as the original writes it.
+fn inbound_xml(contexts: &[InboundContext]) -> String {
+    let mut x = String::from("<CTIContextes className=\"AstCTIClient.CTIContextCollection\">\n");
+    for c in contexts {
+        x.push_str("    <CTIContext className=\"AstCTIClient.CTIContext\">\n");
+        for (k, v) in [
+            ("Context", escape(&c.context)),
+            ("Application", escape(&c.application)),
+            ("Parameters", escape(&c.parameters)),
+            ("InternalBrowser", flag(c.internal_browser).into()),
+            ("CatchAll", flag(c.catch_all).into()),
+            ("Enabled", flag(c.enabled).into()),
+            ("DisplayName", escape(&c.display_name)),
+        ] {
+            x.push_str(&format!("      <{k}>{v}</{k}>\n"));
+        }
+        x.push_str("    </CTIContext>\n");
+    }
+    x.push_str("  </CTIContextes>");
+    x
+}
+
+/// The `<CTIOutboundContextes>` element as the original writes it.
+fn outbound_xml(contexts: &[OutboundContext]) -> String {
+    let mut x = String::from(
+        "<CTIOutboundContextes className=\"AstCTIClient.CTIOutboundContextCollection\">\n",
+    );
+    for c in contexts {
+        x.push_str("    <CTIOutboundContext className=\"AstCTIClient.CTIOutboundContext\">\n");
+        x.push_str(&format!(
+            "      <Context>{}</Context>\n",
+            escape(&c.context)
+        ));
+        x.push_str(&format!("      <Priority>{}</Priority>\n", c.priority));
+        x.push_str(&format!(
+            "      <DisplayName>Outbound Context {}</DisplayName>\n",
+            escape(&c.context)
+        ));
+        x.push_str("    </CTIOutboundContext>\n");
+    }
+    x.push_str("  </CTIOutboundContextes>");
+    x
+}
+
+/// `original` (an `AstCTIClient.config`) with the values of `new` written into it, in the original's
+/// format: each known element replaced where it is (or added before `</LocalAppSettings>`), the two
+/// context collections rewritten, everything else — the original's other settings, comments,
+/// layout — kept byte for byte. What the window's settings dialog saves.
+pub fn write_back(original: &str, new: &Settings) -> Result<String, String> {
+    let doc = roxmltree::Document::parse(original).map_err(|e| format!("malformed XML: {e}"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "LocalAppSettings" {
+        return Err("the root element is not <LocalAppSettings>".into());
+    }
+    let db = new.database.clone();
+    let mut values: Vec<(&str, String)> = vec![
+        ("Host", escape(&new.host)),
+        ("Port", new.port.to_string()),
+        ("SocketTimeout", new.noop_ms.to_string()),
+        ("Username", escape(&new.username)),
+        ("Password", escape(&new.password)),
+        ("PhoneExt", escape(&new.phone_ext)),
+        ("TriggerCallerId", flag(new.trigger_callerid).into()),
+        ("CallerIdTimeout", new.callerid_timeout.to_string()),
+        ("MinimizeOnStart", flag(new.minimize_on_start).into()),
+        ("PopupStyle", new.popup_style.name().into()),
+    ];
+    let d = db.unwrap_or(Database {
+        host: String::new(),
+        port: 3306,
+        user: String::new(),
+        password: String::new(),
+        database: String::new(),
+    });
+    values.extend([
+        ("MySQLHost", escape(&d.host)),
+        ("MySQLPort", d.port.to_string()),
+        ("MySQLUserName", escape(&d.user)),
+        ("MySQLPassword", escape(&d.password)),
+        ("MySQLDatabase", escape(&d.database)),
+    ]);
+    // (byte range in `original`, replacement), applied from the end.
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut missing = String::new();
+    let element = |name: &str| {
+        root.children()
+            .find(|c| c.is_element() && c.tag_name().name() == name)
+    };
+    for (name, v) in &values {
+        let text = format!("<{name}>{v}</{name}>");
+        match element(name) {
+            Some(el) => edits.push((el.range(), text)),
+            None => missing.push_str(&format!("  {text}\n")),
+        }
+    }
+    for (name, text) in [
+        ("CTIContextes", inbound_xml(&new.contexts)),
+        ("CTIOutboundContextes", outbound_xml(&new.outbound)),
+    ] {
+        match element(name) {
+            Some(el) => edits.push((el.range(), text)),
+            None => missing.push_str(&format!("  {text}\n")),
+        }
+    }
+    let end = root.range().end;
+    let close = original[..end]
+        .rfind("</")
+        .filter(|&i| i > root.range().start)
+        .ok_or("<LocalAppSettings/> has no closing tag to add settings before")?;
+    edits.push((close..close, missing));
+    edits.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+    let mut out = original.to_string();
+    for (range, text) in edits {
+        out.replace_range(range, &text);
+    }
+    Ok(out)
+}
+
+/// Checks what the settings dialog is about to save; Err names the field and what is wrong.
+pub fn validate(s: &Settings) -> Result<(), String> {
+    s.check()?;
+    if s.port == 0 {
+        return Err("CTI server port: 1 to 65535".into());
+    }
+    if s.noop_ms < 100 {
+        return Err("SocketTimeout: at least 100 ms".into());
+    }
+    if s.callerid_timeout == 0 || s.callerid_timeout > 3600 {
+        return Err("caller-ID timeout: 1 to 3600 seconds".into());
+    }
+    for (i, c) in s.contexts.iter().enumerate() {
+        if c.context.trim().is_empty() && !c.catch_all {
+            return Err(format!(
+                "inbound context {}: a context name, or CatchAll",
+                i + 1
+            ));
+        }
+    }
+    for (i, c) in s.outbound.iter().enumerate() {
+        if c.context.trim().is_empty() {
+            return Err(format!("outbound context {}: a context name", i + 1));
+        }
+        if c.context.contains(['|', '\r', '\n']) {
+            return Err(format!(
+                "outbound context {:?}: no | or line breaks",
+                c.context
+            ));
+        }
+    }
+    if let Some(d) = &s.database {
+        if d.host.trim().is_empty() || d.database.trim().is_empty() {
+            return Err("database: host and database name, or neither".into());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +466,44 @@ mod tests {
   <SaveOnClose>True</SaveOnClose>
 </LocalAppSettings>
 "#;
+
+    #[test]
+    fn write_back_keeps_the_rest_and_reads_back_as_written() {
+        let old = parse(ORIGINAL, "t").unwrap();
+        let mut new = old.clone();
+        new.host = "pbx & co".into();
+        new.port = 9100;
+        new.phone_ext = "PJSIP/207".into();
+        new.trigger_callerid = false;
+        new.popup_style = PopupStyle::Both;
+        new.contexts[0].parameters = "http://x/?a={CALLERID}&b=<1>".into();
+        new.contexts.push(InboundContext {
+            context: String::new(),
+            catch_all: true,
+            enabled: true,
+            display_name: "Everything else".into(),
+            ..Default::default()
+        });
+        new.outbound.push(OutboundContext {
+            context: "from-internal".into(),
+            priority: 2,
+        });
+        let text = write_back(ORIGINAL, &new).unwrap();
+        assert_eq!(parse(&text, "t").unwrap(), new);
+        // The original's other settings and layout stay.
+        assert!(text.contains("  <CalleridFadeSpeed>10</CalleridFadeSpeed>\n"));
+        assert!(text.contains("<Host>pbx &amp; co</Host>"));
+        assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<LocalAppSettings"));
+        // Unchanged settings write the file back as it was, but for the new PopupStyle.
+        let same = write_back(ORIGINAL, &old).unwrap();
+        assert_eq!(
+            same.replace("  <PopupStyle>Window</PopupStyle>\n", ""),
+            ORIGINAL
+        );
+        assert!(validate(&new).is_ok());
+        new.outbound[1].context = "a|b".into();
+        assert!(validate(&new).unwrap_err().contains("outbound context"));
+    }
 
     #[test]
     fn the_originals_file_reads_unchanged() {

@@ -641,16 +641,18 @@ fn dial_channel(
             let mut r = BufReader::new(c);
             let read = (&mut r).take(256).read_line(&mut line);
             let answer = match read {
-                Ok(_) if line.ends_with('\n') => match parse_dial_request(&lock(&settings), &line) {
-                    Ok(_) if !online.load(Ordering::SeqCst) => {
-                        "error: the running client is not logged in to the server now".into()
+                Ok(_) if line.ends_with('\n') => {
+                    match parse_dial_request(&lock(&settings), &line) {
+                        Ok(_) if !online.load(Ordering::SeqCst) => {
+                            "error: the running client is not logged in to the server now".into()
+                        }
+                        Ok(orig) => match lock(&out).try_send(orig) {
+                            Ok(()) => "ok: handed to the running client".into(),
+                            Err(_) => "error: the running client is busy; try again".to_string(),
+                        },
+                        Err(e) => format!("error: {e}"),
                     }
-                    Ok(orig) => match lock(&out).try_send(orig) {
-                        Ok(()) => "ok: handed to the running client".into(),
-                        Err(_) => "error: the running client is busy; try again".to_string(),
-                    },
-                    Err(e) => format!("error: {e}"),
-                },
+                }
                 _ => "error: expected one line, dial NUMBER [CONTEXT]".into(),
             };
             let _ = r.get_mut().write_all(format!("{answer}\n").as_bytes());

@@ -1,0 +1,779 @@
+//! `astcti-client --gui`, the agent's window (docs/CLIENT.md, "The window"): a thin layer over the
+//! same session loop as the command line ([`super::run`]). The loop runs on its own thread and tells
+//! the window what happens through [`Ui`]; the window only draws that state and hands back what the
+//! agent asks for: a dial (the same `orig_line` and dial queue as `astcti-client dial`), Start/Stop
+//! (a new loop, or the loop's stop flag), the last call's CRM page again (the same desktop thread),
+//! and edited settings (written back to the file with `settings::write_back`, then a new loop).
+//!
+//! Built with `eframe`/`egui` (feature `gui`, docs/DEPENDENCIES.md). Windows: the main one, the
+//! caller-ID popup (always on top, `CallerIdTimeout` seconds, kept while the pointer is over it,
+//! closed by a click) and the settings dialog, each a native window (an egui viewport).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use astcti_server::client::react::Action;
+use astcti_server::client::settings::{
+    self, Database, InboundContext, OutboundContext, PopupStyle, Settings,
+};
+use astcti_server::cti::notify::Kind;
+use eframe::egui;
+
+use super::{desktop_job, lock, orig_line, run, say, Desktop, Shared, Ui, UiEvent};
+
+/// The caller on screen.
+struct Popup {
+    number: String,
+    name: String,
+    until: Instant,
+    seconds: u64,
+}
+
+/// The last call, for the window's "last call" line and its CRM button.
+struct LastCall {
+    number: String,
+    name: String,
+    calldata: String,
+    time: String,
+    open: Option<Desktop>,
+}
+
+/// What the session loop has said, drawn by the window.
+struct View {
+    online: bool,
+    status: String,
+    ext: String,
+    line: String,
+    dial_enabled: bool,
+    popup: Option<Popup>,
+    last: Option<LastCall>,
+    /// The loop has ended (refused login or Stop).
+    ended: bool,
+}
+
+struct WindowUi {
+    view: Arc<Mutex<View>>,
+    ctx: egui::Context,
+    popup_window: bool,
+}
+
+fn now_hms() -> String {
+    time::OffsetDateTime::now_local()
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+        .format(&time::macros::format_description!(
+            "[hour]:[minute]:[second]"
+        ))
+        .unwrap_or_default()
+}
+
+impl Ui for WindowUi {
+    fn update(&self, event: UiEvent) {
+        {
+            let mut v = lock(&self.view);
+            match event {
+                UiEvent::Online { ext } => {
+                    v.online = true;
+                    v.status = format!("Connected as {ext}");
+                    v.ext = ext;
+                    v.line = "On Hook".into();
+                    v.dial_enabled = true;
+                }
+                UiEvent::Offline(why) => {
+                    v.online = false;
+                    v.status = format!("Not connected: {why}");
+                }
+                UiEvent::Refused(why) => {
+                    v.online = false;
+                    v.ended = true;
+                    v.status = format!("Refused: {why}");
+                }
+                UiEvent::Dialled(_) => {}
+                UiEvent::Event {
+                    kind,
+                    record,
+                    actions,
+                } => {
+                    for a in actions {
+                        match a {
+                            Action::LineState(l) if !l.is_empty() => v.line = l,
+                            Action::DialEnabled(on) => v.dial_enabled = on,
+                            Action::Popup {
+                                number,
+                                name,
+                                seconds,
+                            } => {
+                                if self.popup_window {
+                                    v.popup = Some(Popup {
+                                        number: number.clone(),
+                                        name: name.clone(),
+                                        until: Instant::now() + Duration::from_secs(seconds),
+                                        seconds,
+                                    });
+                                }
+                                v.last = Some(LastCall {
+                                    number,
+                                    name,
+                                    calldata: String::new(),
+                                    time: now_hms(),
+                                    open: None,
+                                });
+                            }
+                            Action::Launch { program, args } => {
+                                if let Some(l) = v.last.as_mut() {
+                                    l.open = Some(Desktop::Launch { program, args });
+                                }
+                            }
+                            Action::OpenUrl(url) => {
+                                if let Some(l) = v.last.as_mut() {
+                                    l.open = Some(Desktop::Open(url));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    if kind == Kind::Link {
+                        let last = v.last.get_or_insert_with(|| LastCall {
+                            number: record.calleridnum.clone().unwrap_or_default(),
+                            name: record.calleridname.clone().unwrap_or_default(),
+                            calldata: String::new(),
+                            time: now_hms(),
+                            open: None,
+                        });
+                        last.calldata = record.appdata.clone().unwrap_or_default();
+                    }
+                }
+            }
+        }
+        self.ctx.request_repaint();
+    }
+}
+
+/// The settings dialog's working copy.
+struct Editor {
+    s: Settings,
+    /// The file's own passwords: kept unless the agent types new ones (one may come from
+    /// `--password-file` or the environment and must not be written into the file).
+    password_typed: bool,
+    db_password_typed: bool,
+    use_database: bool,
+    port: String,
+    noop: String,
+    timeout: String,
+    db_port: String,
+    error: Option<String>,
+}
+
+struct App {
+    shared: Shared,
+    path: PathBuf,
+    view: Arc<Mutex<View>>,
+    ctx: egui::Context,
+    loop_stop: Option<Arc<AtomicBool>>,
+    loop_thread: Option<JoinHandle<()>>,
+    dial_tx: Option<crossbeam_channel::Sender<String>>,
+    number: String,
+    outbound: usize,
+    message: String,
+    focus_number: bool,
+    editor: Option<Editor>,
+    minimized: bool,
+}
+
+impl App {
+    fn settings(&self) -> Settings {
+        lock(&self.shared.settings).clone()
+    }
+
+    fn start(&mut self) {
+        self.stop();
+        let s = self.settings();
+        let mut core = self.shared.core();
+        core.notify_desktop = s.popup_style != PopupStyle::Window;
+        let ui = WindowUi {
+            view: self.view.clone(),
+            ctx: self.ctx.clone(),
+            popup_window: s.popup_style != PopupStyle::Notification,
+        };
+        {
+            let mut v = lock(&self.view);
+            v.ended = false;
+            v.status = format!("Connecting to {}:{} …", s.host, s.port);
+        }
+        self.loop_stop = Some(core.stop.clone());
+        self.dial_tx = Some(core.dial_tx.clone());
+        self.loop_thread = Some(std::thread::spawn(move || {
+            run(&s, &core, &ui);
+            lock(&ui.view).ended = true;
+            ui.ctx.request_repaint();
+        }));
+    }
+
+    fn stop(&mut self) {
+        if let Some(stop) = self.loop_stop.take() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        if let Some(t) = self.loop_thread.take() {
+            let _ = t.join();
+        }
+        self.dial_tx = None;
+    }
+
+    fn dial(&mut self) {
+        let s = self.settings();
+        let context = s.outbound.get(self.outbound).map(|o| o.context.clone());
+        match orig_line(&s, &self.number, context.as_deref()) {
+            Ok(line) => match &self.dial_tx {
+                Some(tx) if self.shared.online.load(Ordering::SeqCst) => {
+                    if tx.try_send(line).is_ok() {
+                        self.message = format!("Dialling {}", self.number.trim());
+                    } else {
+                        self.message = "Busy; try again".into();
+                    }
+                }
+                _ => self.message = "Not connected to the server".into(),
+            },
+            Err(e) => self.message = e,
+        }
+    }
+
+    fn open_editor(&mut self) {
+        let s = self.settings();
+        self.editor = Some(Editor {
+            port: s.port.to_string(),
+            noop: s.noop_ms.to_string(),
+            timeout: s.callerid_timeout.to_string(),
+            db_port: s.database.as_ref().map_or(3306, |d| d.port).to_string(),
+            use_database: s.database.is_some(),
+            password_typed: false,
+            db_password_typed: false,
+            error: None,
+            s,
+        });
+    }
+
+    /// Validates the dialog, writes the file back in its own format and restarts the session.
+    fn save(&mut self) -> Result<(), String> {
+        let ed = self.editor.as_mut().ok_or("no dialog")?;
+        let number = |what: &str, v: &str| -> Result<u64, String> {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{what}: {v:?} is not a whole number"))
+        };
+        let mut s = ed.s.clone();
+        s.port = u16::try_from(number("CTI server port", &ed.port)?)
+            .map_err(|_| "CTI server port: 1 to 65535".to_string())?;
+        s.noop_ms = number("SocketTimeout", &ed.noop)?;
+        s.callerid_timeout = number("Caller-ID timeout", &ed.timeout)?;
+        if ed.use_database {
+            let d = s.database.get_or_insert(Database {
+                host: String::new(),
+                port: 3306,
+                user: String::new(),
+                password: String::new(),
+                database: String::new(),
+            });
+            d.port = u16::try_from(number("Database port", &ed.db_port)?)
+                .map_err(|_| "Database port: 1 to 65535".to_string())?;
+        } else {
+            s.database = None;
+        }
+        settings::validate(&s)?;
+        let original = std::fs::read_to_string(&self.path).unwrap_or_else(|_| {
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<LocalAppSettings className=\"AstCTIClient.LocalAppSettings\">\n</LocalAppSettings>\n".into()
+        });
+        // What the file holds now: its passwords stay unless new ones were typed.
+        let in_file = settings::parse(&original, &self.path.display().to_string()).ok();
+        let mut to_write = s.clone();
+        if !ed.password_typed {
+            to_write.password = in_file
+                .as_ref()
+                .map(|f| f.password.clone())
+                .unwrap_or_default();
+        }
+        if let (false, Some(d)) = (ed.db_password_typed, to_write.database.as_mut()) {
+            d.password = in_file
+                .as_ref()
+                .and_then(|f| f.database.as_ref())
+                .map(|fd| fd.password.clone())
+                .unwrap_or_default();
+        }
+        let text = settings::write_back(&original, &to_write)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let tmp = self.path.with_extension("config.new");
+        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        say(&format!("SETTINGS saved to {}", self.path.display()));
+        *lock(&self.shared.settings) = s;
+        self.editor = None;
+        self.start();
+        Ok(())
+    }
+
+    fn main_window(&mut self, ui: &mut egui::Ui) {
+        let (online, status, ext, line, dial_enabled, ended) = {
+            let v = lock(&self.view);
+            (
+                v.online,
+                v.status.clone(),
+                v.ext.clone(),
+                v.line.clone(),
+                v.dial_enabled,
+                v.ended,
+            )
+        };
+        let s = self.settings();
+        ui.vertical_centered(|ui| {
+            ui.heading(egui::RichText::new("AstCTI Client").size(24.0));
+        });
+        ui.separator();
+        ui.horizontal(|ui| {
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+            let colour = if online {
+                egui::Color32::from_rgb(0, 150, 0)
+            } else {
+                egui::Color32::from_rgb(200, 0, 0)
+            };
+            ui.painter().circle_filled(rect.center(), 5.0, colour);
+            ui.label(status);
+        });
+        ui.label(format!(
+            "Extension: {}",
+            if ext.is_empty() { &s.phone_ext } else { &ext }
+        ));
+        ui.add_space(6.0);
+        ui.vertical_centered(|ui| {
+            ui.label(
+                egui::RichText::new(if online { line } else { String::new() })
+                    .size(22.0)
+                    .strong(),
+            );
+        });
+        ui.add_space(6.0);
+        ui.group(|ui| {
+            ui.label("Number to dial");
+            let can_dial = online && dial_enabled;
+            let resp = ui.add_enabled(
+                can_dial,
+                egui::TextEdit::singleline(&mut self.number)
+                    .hint_text("number")
+                    .desired_width(f32::INFINITY),
+            );
+            if self.focus_number && can_dial {
+                resp.request_focus();
+                self.focus_number = false;
+            }
+            let enter = resp.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            ui.horizontal(|ui| {
+                let names: Vec<String> = s.outbound.iter().map(|o| o.context.clone()).collect();
+                if self.outbound >= names.len() {
+                    self.outbound = 0;
+                }
+                ui.add_enabled_ui(can_dial, |ui| {
+                    egui::ComboBox::from_id_salt("outbound")
+                        .selected_text(names.get(self.outbound).cloned().unwrap_or_default())
+                        .show_ui(ui, |ui| {
+                            for (i, n) in names.iter().enumerate() {
+                                ui.selectable_value(&mut self.outbound, i, n);
+                            }
+                        });
+                });
+                let clicked = ui
+                    .add_enabled(can_dial, egui::Button::new("Dial"))
+                    .clicked();
+                if (clicked || enter) && can_dial {
+                    self.dial();
+                    self.focus_number = true;
+                }
+            });
+            if !self.message.is_empty() {
+                ui.label(self.message.clone());
+            }
+        });
+        ui.add_space(6.0);
+        ui.group(|ui| {
+            let v = lock(&self.view);
+            match &v.last {
+                Some(l) => {
+                    ui.label(format!("Last call, {}", l.time));
+                    ui.label(
+                        egui::RichText::new(format!("{}  {}", l.number, l.name))
+                            .size(18.0)
+                            .strong(),
+                    );
+                    if !l.calldata.is_empty() {
+                        ui.label(
+                            egui::RichText::new(format!("Calldata: {}", l.calldata))
+                                .size(16.0)
+                                .strong(),
+                        );
+                    }
+                    let open = l.open.as_ref().map(|o| match o {
+                        Desktop::Launch { program, args } => Desktop::Launch {
+                            program: program.clone(),
+                            args: args.clone(),
+                        },
+                        Desktop::Open(u) => Desktop::Open(u.clone()),
+                        Desktop::Popup { .. } => Desktop::Open(String::new()),
+                    });
+                    drop(v);
+                    if ui
+                        .add_enabled(open.is_some(), egui::Button::new("Open CRM page again"))
+                        .clicked()
+                    {
+                        if let Some(job) = open {
+                            desktop_job(&self.shared.desktop, job);
+                        }
+                    }
+                }
+                None => {
+                    ui.label("No call yet");
+                }
+            }
+        });
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            if ui.button("Quit").clicked() {
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            let running = self.loop_thread.is_some() && !ended;
+            if ui.button(if running { "Stop" } else { "Start" }).clicked() {
+                if running {
+                    self.stop();
+                } else {
+                    self.start();
+                }
+            }
+            if ui.button("Settings").clicked() && self.editor.is_none() {
+                self.open_editor();
+            }
+        });
+        if ui.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Comma))
+            && self.editor.is_none()
+        {
+            self.open_editor();
+        }
+    }
+
+    fn popup_window(&mut self, ctx: &egui::Context) {
+        let (number, name, left) = {
+            let v = lock(&self.view);
+            match &v.popup {
+                Some(p) => (
+                    p.number.clone(),
+                    p.name.clone(),
+                    p.until.saturating_duration_since(Instant::now()),
+                ),
+                None => return,
+            }
+        };
+        if left.is_zero() {
+            lock(&self.view).popup = None;
+            return;
+        }
+        ctx.request_repaint_after(Duration::from_millis(200));
+        let x = ctx
+            .input(|i| i.viewport().monitor_size)
+            .map_or(930.0, |m| (m.x - 350.0).max(0.0));
+        let builder = egui::ViewportBuilder::default()
+            .with_title("AstCTI: call from")
+            .with_inner_size([340.0, 130.0])
+            .with_position([x, 40.0])
+            .with_always_on_top()
+            .with_decorations(false)
+            .with_resizable(false);
+        let view = self.view.clone();
+        ctx.show_viewport_immediate(
+            egui::ViewportId::from_hash_of("astcti-popup"),
+            builder,
+            move |ui, _| {
+                let mut close = false;
+                egui::CentralPanel::default().show(ui, |ui| {
+                    ui.label(egui::RichText::new("New Call From:").size(18.0).strong());
+                    ui.label(egui::RichText::new(&number).size(26.0).strong());
+                    ui.label(egui::RichText::new(&name).size(18.0));
+                    ui.add_space(4.0);
+                    ui.label("Click to close");
+                    let hovered = ui.ctx().input(|i| i.pointer.has_pointer());
+                    let clicked = ui.ctx().input(|i| i.pointer.any_click());
+                    let mut v = lock(&view);
+                    if let Some(p) = v.popup.as_mut() {
+                        if hovered {
+                            p.until = p
+                                .until
+                                .max(Instant::now() + Duration::from_secs(p.seconds.min(2)));
+                        }
+                    }
+                    if clicked || ui.ctx().input(|i| i.viewport().close_requested()) {
+                        close = true;
+                    }
+                });
+                if close {
+                    lock(&view).popup = None;
+                }
+            },
+        );
+    }
+
+    fn settings_window(&mut self, ctx: &egui::Context) {
+        if self.editor.is_none() {
+            return;
+        }
+        let builder = egui::ViewportBuilder::default()
+            .with_title("AstCTI Client settings")
+            .with_inner_size([480.0, 760.0])
+            .with_position([430.0, 20.0]);
+        let mut save = false;
+        let mut cancel = false;
+        let ed = self.editor.as_mut().expect("checked above");
+        ctx.show_viewport_immediate(
+            egui::ViewportId::from_hash_of("astcti-settings"),
+            builder,
+            |ui, _| {
+                egui::CentralPanel::default().show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| edit_settings(ui, ed));
+                    ui.separator();
+                    if let Some(e) = &ed.error {
+                        ui.colored_label(egui::Color32::from_rgb(190, 0, 0), e);
+                    }
+                    ui.horizontal(|ui| {
+                        save = ui.button("Save").clicked();
+                        cancel = ui.button("Cancel").clicked();
+                    });
+                });
+                if ui.ctx().input(|i| i.viewport().close_requested()) {
+                    cancel = true;
+                }
+            },
+        );
+        if save {
+            if let Err(e) = self.save() {
+                say(&format!("ERROR    settings not saved: {e}"));
+                if let Some(ed) = self.editor.as_mut() {
+                    ed.error = Some(e);
+                }
+            }
+        } else if cancel {
+            self.editor = None;
+        }
+    }
+}
+
+fn field(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::Response {
+    ui.label(label);
+    let r = ui.add(egui::TextEdit::singleline(value).desired_width(300.0));
+    ui.end_row();
+    r
+}
+
+fn secret(ui: &mut egui::Ui, label: &str, value: &mut String, typed: &mut bool) {
+    ui.label(label);
+    if ui
+        .add(
+            egui::TextEdit::singleline(value)
+                .password(true)
+                .desired_width(300.0),
+        )
+        .changed()
+    {
+        *typed = true;
+    }
+    ui.end_row();
+}
+
+/// The five categories of the original's dialog.
+fn edit_settings(ui: &mut egui::Ui, ed: &mut Editor) {
+    ui.heading("CTI APPLICATION");
+    let mut remove = None;
+    for (i, c) in ed.s.contexts.iter_mut().enumerate() {
+        ui.group(|ui| {
+            egui::Grid::new(("inbound", i))
+                .num_columns(2)
+                .show(ui, |ui| {
+                    field(ui, "Context", &mut c.context);
+                    field(ui, "Application", &mut c.application);
+                    field(ui, "Parameters", &mut c.parameters);
+                    field(ui, "Display name", &mut c.display_name);
+                });
+            ui.horizontal(|ui| {
+                ui.checkbox(&mut c.enabled, "Enabled");
+                ui.checkbox(&mut c.catch_all, "Catch-all");
+                ui.checkbox(&mut c.internal_browser, "Open as URL");
+                if ui.button("Remove").clicked() {
+                    remove = Some(i);
+                }
+            });
+        });
+    }
+    if let Some(i) = remove {
+        ed.s.contexts.remove(i);
+    }
+    if ui.button("Add inbound context").clicked() {
+        ed.s.contexts.push(InboundContext {
+            enabled: true,
+            display_name: "New context".into(),
+            ..Default::default()
+        });
+    }
+    ui.label("Placeholders: {CALLERID} {CALLERNAME} {CONTEXT} {CALLDATA} {CHANNEL} {UNIQUEID}; URL-encoded: {CALLERNAME:url} and so on");
+
+    ui.separator();
+    ui.heading("CTI SERVER");
+    egui::Grid::new("server").num_columns(2).show(ui, |ui| {
+        field(ui, "Host", &mut ed.s.host);
+        field(ui, "Port", &mut ed.port);
+        field(ui, "Username", &mut ed.s.username);
+        secret(ui, "Password", &mut ed.s.password, &mut ed.password_typed);
+        field(ui, "Phone extension", &mut ed.s.phone_ext);
+        field(ui, "NOOP every (ms)", &mut ed.noop);
+    });
+
+    ui.separator();
+    ui.heading("DATABASE");
+    ui.checkbox(
+        &mut ed.use_database,
+        "Write my extension into the cti table before logging in",
+    );
+    if ed.use_database {
+        let d = ed.s.database.get_or_insert(Database {
+            host: String::new(),
+            port: 3306,
+            user: String::new(),
+            password: String::new(),
+            database: String::new(),
+        });
+        egui::Grid::new("database").num_columns(2).show(ui, |ui| {
+            field(ui, "MySQL host", &mut d.host);
+            field(ui, "MySQL port", &mut ed.db_port);
+            field(ui, "MySQL user", &mut d.user);
+            secret(
+                ui,
+                "MySQL password",
+                &mut d.password,
+                &mut ed.db_password_typed,
+            );
+            field(ui, "MySQL database", &mut d.database);
+        });
+    }
+
+    ui.separator();
+    ui.heading("INTERFACE");
+    ui.checkbox(&mut ed.s.trigger_callerid, "Show the caller on Newcallerid");
+    egui::Grid::new("interface").num_columns(2).show(ui, |ui| {
+        field(ui, "Caller-ID timeout (s)", &mut ed.timeout);
+        ui.label("Show the caller in");
+        egui::ComboBox::from_id_salt("popup-style")
+            .selected_text(ed.s.popup_style.name())
+            .show_ui(ui, |ui| {
+                for p in PopupStyle::ALL {
+                    ui.selectable_value(&mut ed.s.popup_style, p, p.name());
+                }
+            });
+        ui.end_row();
+    });
+    ui.checkbox(&mut ed.s.minimize_on_start, "Minimize on start");
+
+    ui.separator();
+    ui.heading("MISC");
+    ui.label("Outbound contexts (the first is the default)");
+    let mut remove = None;
+    for (i, c) in ed.s.outbound.iter_mut().enumerate() {
+        ui.horizontal(|ui| {
+            ui.add(egui::TextEdit::singleline(&mut c.context).desired_width(220.0));
+            ui.label("priority");
+            let mut p = c.priority.to_string();
+            if ui
+                .add(egui::TextEdit::singleline(&mut p).desired_width(50.0))
+                .changed()
+            {
+                c.priority = p.trim().parse().unwrap_or(c.priority);
+            }
+            if ui.button("Remove").clicked() {
+                remove = Some(i);
+            }
+        });
+    }
+    if let Some(i) = remove {
+        ed.s.outbound.remove(i);
+    }
+    if ui.button("Add outbound context").clicked() {
+        ed.s.outbound.push(OutboundContext {
+            context: String::new(),
+            priority: 1,
+        });
+    }
+}
+
+impl eframe::App for App {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if !self.minimized && lock(&self.shared.settings).minimize_on_start {
+            self.minimized = true;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(true));
+        }
+        egui::CentralPanel::default().show(ui, |ui| self.main_window(ui));
+        self.popup_window(&ctx);
+        self.settings_window(&ctx);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.stop();
+    }
+}
+
+/// Runs the window until it is closed; the session loop stops with it.
+pub fn main(shared: Shared, path: PathBuf) -> i32 {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("AstCTI Client")
+            .with_app_id("astcti-client")
+            .with_inner_size([400.0, 470.0])
+            .with_position([20.0, 20.0]),
+        ..Default::default()
+    };
+    let view = Arc::new(Mutex::new(View {
+        online: false,
+        status: "Starting".into(),
+        ext: String::new(),
+        line: String::new(),
+        dial_enabled: false,
+        popup: None,
+        last: None,
+        ended: false,
+    }));
+    let result = eframe::run_native(
+        "astcti-client",
+        options,
+        Box::new(move |cc| {
+            cc.egui_ctx.set_theme(egui::Theme::Light);
+            let mut app = App {
+                shared,
+                path,
+                view,
+                ctx: cc.egui_ctx.clone(),
+                loop_stop: None,
+                loop_thread: None,
+                dial_tx: None,
+                number: String::new(),
+                outbound: 0,
+                message: String::new(),
+                focus_number: true,
+                editor: None,
+                minimized: false,
+            };
+            app.start();
+            Ok(Box::new(app))
+        }),
+    );
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("astcti-client: the window cannot be shown: {e} (is there a display? without one, run astcti-client without --gui)");
+            2
+        }
+    }
+}
