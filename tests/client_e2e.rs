@@ -887,6 +887,119 @@ mod window {
         }
     }
 
+    /// A private D-Bus session (dbus-daemon) with a stand-in StatusNotifierWatcher, the part of a
+    /// desktop panel that tray icons register with; it records who registered.
+    struct Bus {
+        address: String,
+        daemon: Child,
+        conn: zbus::blocking::Connection,
+        items: Arc<Mutex<Vec<(String, String)>>>,
+    }
+
+    struct Watcher {
+        items: Arc<Mutex<Vec<(String, String)>>>,
+    }
+
+    #[zbus::interface(name = "org.kde.StatusNotifierWatcher")]
+    impl Watcher {
+        fn register_status_notifier_item(
+            &self,
+            service: String,
+            #[zbus(header)] header: zbus::message::Header<'_>,
+        ) {
+            let sender = header.sender().map(|s| s.to_string()).unwrap_or_default();
+            self.items.lock().unwrap().push((sender, service));
+        }
+        fn register_status_notifier_host(&self, _service: String) {}
+        #[zbus(property)]
+        fn registered_status_notifier_items(&self) -> Vec<String> {
+            self.items
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|i| i.1.clone())
+                .collect()
+        }
+        #[zbus(property)]
+        fn is_status_notifier_host_registered(&self) -> bool {
+            true
+        }
+        #[zbus(property)]
+        fn protocol_version(&self) -> i32 {
+            0
+        }
+    }
+
+    impl Bus {
+        fn start() -> Bus {
+            use std::io::BufRead;
+            let mut daemon = Command::new("dbus-daemon")
+                .args(["--session", "--nofork", "--print-address=1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut address = String::new();
+            std::io::BufReader::new(daemon.stdout.take().unwrap())
+                .read_line(&mut address)
+                .unwrap();
+            let address = address.trim().to_string();
+            let items = Arc::new(Mutex::new(Vec::new()));
+            let conn = zbus::blocking::connection::Builder::address(address.as_str())
+                .unwrap()
+                .name("org.kde.StatusNotifierWatcher")
+                .unwrap()
+                .serve_at(
+                    "/StatusNotifierWatcher",
+                    Watcher {
+                        items: items.clone(),
+                    },
+                )
+                .unwrap()
+                .build()
+                .unwrap();
+            Bus {
+                address,
+                daemon,
+                conn,
+                items,
+            }
+        }
+
+        /// The registered tray item: its bus name and object path.
+        fn item(&self, timeout: Duration) -> (String, String) {
+            let deadline = Instant::now() + timeout;
+            loop {
+                if let Some((sender, service)) = self.items.lock().unwrap().first().cloned() {
+                    return if service.starts_with('/') {
+                        (sender, service)
+                    } else {
+                        (service, "/StatusNotifierItem".into())
+                    };
+                }
+                assert!(Instant::now() < deadline, "no tray icon registered");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        fn proxy(&self, item: &(String, String)) -> zbus::blocking::Proxy<'_> {
+            zbus::blocking::Proxy::new(
+                &self.conn,
+                item.0.clone(),
+                item.1.clone(),
+                "org.kde.StatusNotifierItem",
+            )
+            .unwrap()
+        }
+    }
+
+    impl Drop for Bus {
+        fn drop(&mut self) {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+        }
+    }
+
     fn find<'a>(words: &'a [(String, i32, i32)], word: &str) -> &'a (String, i32, i32) {
         words
             .iter()
@@ -917,6 +1030,7 @@ mod window {
         std::fs::create_dir_all(&screens).unwrap();
 
         let display = Display::start();
+        let bus = Bus::start();
         let mut cmd = Command::new(CLIENT);
         cmd.args(["--gui", "--settings"])
             .arg(&cfg)
@@ -925,7 +1039,7 @@ mod window {
             .env("PATH", "/usr/bin:/bin")
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
             .env_remove("WAYLAND_DISPLAY")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
         let client = RunningClient::spawn(cmd);
         assert!(
             server.wait_log(
@@ -1044,6 +1158,43 @@ mod window {
             "{}",
             client.text()
         );
+
+        // The tray icon: it registered with the panel (here the stand-in watcher), its title says
+        // the connection state, and activating it hides the window and shows it again while the
+        // client stays logged in.
+        let item = bus.item(Duration::from_secs(10));
+        let tray = bus.proxy(&item);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let title: String = tray.get_property("Title").unwrap();
+            if title.contains("Connected as PJSIP/201") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "tray title: {title}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _: () = tray.call("Activate", &(0i32, 0i32)).unwrap();
+        assert!(
+            client.wait_for("WINDOW   hidden", 1, Duration::from_secs(10)),
+            "{}",
+            client.text()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while display
+            .words(&dir)
+            .iter()
+            .any(|w| w.0 == "Number" || w.0 == "Dial")
+        {
+            assert!(Instant::now() < deadline, "the window is still on screen");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _: () = tray.call("Activate", &(0i32, 0i32)).unwrap();
+        display.wait_text(
+            &dir,
+            &["Number to dial", "Connected as PJSIP/201"],
+            Duration::from_secs(10),
+        );
+        assert!(!client.text().contains("LOST"), "{}", client.text());
         drop(client);
         drop(display);
         let _ = std::fs::remove_dir_all(&dir);

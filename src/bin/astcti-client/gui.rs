@@ -8,6 +8,11 @@
 //! Built with `eframe`/`egui` (feature `gui`, docs/DEPENDENCIES.md). Windows: the main one, the
 //! caller-ID popup (always on top, `CallerIdTimeout` seconds, kept while the pointer is over it,
 //! closed by a click) and the settings dialog, each a native window (an egui viewport).
+//!
+//! Tray: on Linux and the BSDs a StatusNotifierItem (`ksni`, D-Bus) showing the connection state;
+//! activating it shows or hides the window, its menu has Show and Quit. With a tray, closing the
+//! window only hides it (the client stays logged in); without one (no StatusNotifierWatcher on the
+//! session bus, or macOS and Windows, where there is none yet) closing the window quits.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +28,196 @@ use astcti_server::cti::notify::Kind;
 use eframe::egui;
 
 use super::{desktop_job, lock, orig_line, run, say, Desktop, Shared, Ui, UiEvent};
+
+/// What the tray asks the window for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TrayCmd {
+    Toggle,
+    Show,
+    Quit,
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+mod tray {
+    use super::TrayCmd;
+    use eframe::egui;
+
+    /// The StatusNotifierItem: title and tooltip say the connection state, the icon is a green or
+    /// red dot (drawn here, so no icon theme is needed).
+    pub struct Tray {
+        pub online: bool,
+        pub status: String,
+        pub tx: crossbeam_channel::Sender<TrayCmd>,
+        pub ctx: egui::Context,
+    }
+
+    impl Tray {
+        fn send(&self, c: TrayCmd) {
+            let _ = self.tx.try_send(c);
+            self.ctx.request_repaint();
+        }
+    }
+
+    fn dot(online: bool) -> ksni::Icon {
+        let (w, h) = (32i32, 32i32);
+        let mut data = Vec::with_capacity((w * h * 4) as usize);
+        let (r, g) = if online { (0u8, 160u8) } else { (200u8, 0u8) };
+        for y in 0..h {
+            for x in 0..w {
+                let (dx, dy) = (x as f32 - 15.5, y as f32 - 15.5);
+                let inside = dx * dx + dy * dy <= 13.0 * 13.0;
+                data.extend_from_slice(&[if inside { 255 } else { 0 }, r, g, 0]);
+            }
+        }
+        ksni::Icon {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
+    impl ksni::Tray for Tray {
+        fn id(&self) -> String {
+            "astcti-client".into()
+        }
+        fn title(&self) -> String {
+            format!("AstCTI Client: {}", self.status)
+        }
+        fn category(&self) -> ksni::Category {
+            ksni::Category::Communications
+        }
+        fn icon_pixmap(&self) -> Vec<ksni::Icon> {
+            vec![dot(self.online)]
+        }
+        fn tool_tip(&self) -> ksni::ToolTip {
+            ksni::ToolTip {
+                title: "AstCTI Client".into(),
+                description: self.status.clone(),
+                icon_name: String::new(),
+                icon_pixmap: Vec::new(),
+            }
+        }
+        fn activate(&mut self, _x: i32, _y: i32) {
+            self.send(TrayCmd::Toggle);
+        }
+        fn menu(&self) -> Vec<ksni::MenuItem<Self>> {
+            vec![
+                ksni::menu::StandardItem {
+                    label: "Show the window".into(),
+                    activate: Box::new(|t: &mut Self| t.send(TrayCmd::Show)),
+                    ..Default::default()
+                }
+                .into(),
+                ksni::menu::StandardItem {
+                    label: "Quit".into(),
+                    activate: Box::new(|t: &mut Self| t.send(TrayCmd::Quit)),
+                    ..Default::default()
+                }
+                .into(),
+            ]
+        }
+    }
+
+    pub type Handle = ksni::blocking::Handle<Tray>;
+
+    /// The tray, if the session has a StatusNotifierWatcher; Err says why not.
+    pub fn start(tray: Tray) -> Result<Handle, String> {
+        use ksni::blocking::TrayMethods;
+        tray.spawn().map_err(|e| e.to_string())
+    }
+}
+
+/// Windows and macOS: the platform's tray / menu-bar icon (`tray-icon`), on the main thread.
+#[cfg(any(windows, target_os = "macos"))]
+mod tray {
+    use super::TrayCmd;
+    use eframe::egui;
+    use tray_icon::menu::{Menu, MenuEvent, MenuItem};
+    use tray_icon::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
+
+    pub struct Tray {
+        pub online: bool,
+        pub status: String,
+        pub tx: crossbeam_channel::Sender<TrayCmd>,
+        pub ctx: egui::Context,
+    }
+
+    fn dot(online: bool) -> Option<tray_icon::Icon> {
+        let (r, g) = if online { (0u8, 160u8) } else { (200u8, 0u8) };
+        let mut rgba = Vec::with_capacity(32 * 32 * 4);
+        for y in 0..32 {
+            for x in 0..32 {
+                let (dx, dy) = (x as f32 - 15.5, y as f32 - 15.5);
+                let inside = dx * dx + dy * dy <= 13.0 * 13.0;
+                rgba.extend_from_slice(&[r, g, 0, if inside { 255 } else { 0 }]);
+            }
+        }
+        tray_icon::Icon::from_rgba(rgba, 32, 32).ok()
+    }
+
+    pub struct Handle {
+        icon: TrayIcon,
+    }
+
+    impl Handle {
+        pub fn update(&self, f: impl FnOnce(&mut Tray)) {
+            let (tx, _) = crossbeam_channel::bounded(1);
+            let mut t = Tray {
+                online: false,
+                status: String::new(),
+                tx,
+                ctx: egui::Context::default(),
+            };
+            f(&mut t);
+            let _ = self
+                .icon
+                .set_tooltip(Some(format!("AstCTI Client: {}", t.status)));
+            let _ = self.icon.set_icon(dot(t.online));
+        }
+    }
+
+    pub fn start(tray: Tray) -> Result<Handle, String> {
+        let menu = Menu::new();
+        let show = MenuItem::new("Show the window", true, None);
+        let quit = MenuItem::new("Quit", true, None);
+        menu.append(&show).map_err(|e| e.to_string())?;
+        menu.append(&quit).map_err(|e| e.to_string())?;
+        let (show_id, quit_id) = (show.id().clone(), quit.id().clone());
+        let (tx, ctx) = (tray.tx.clone(), tray.ctx.clone());
+        MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
+            let cmd = if e.id == quit_id {
+                TrayCmd::Quit
+            } else if e.id == show_id {
+                TrayCmd::Show
+            } else {
+                return;
+            };
+            let _ = tx.try_send(cmd);
+            ctx.request_repaint();
+        }));
+        let (tx, ctx) = (tray.tx.clone(), tray.ctx.clone());
+        TrayIconEvent::set_event_handler(Some(move |e: TrayIconEvent| {
+            if let TrayIconEvent::Click {
+                button: MouseButton::Left,
+                button_state: MouseButtonState::Up,
+                ..
+            } = e
+            {
+                let _ = tx.try_send(TrayCmd::Toggle);
+                ctx.request_repaint();
+            }
+        }));
+        let mut b = TrayIconBuilder::new()
+            .with_menu(Box::new(menu))
+            .with_menu_on_left_click(false)
+            .with_tooltip(format!("AstCTI Client: {}", tray.status));
+        if let Some(icon) = dot(tray.online) {
+            b = b.with_icon(icon);
+        }
+        let icon = b.build().map_err(|e| e.to_string())?;
+        Ok(Handle { icon })
+    }
+}
 
 /// The caller on screen.
 struct Popup {
@@ -180,6 +375,12 @@ struct App {
     focus_number: bool,
     editor: Option<Editor>,
     minimized: bool,
+    tray: Option<tray::Handle>,
+    tray_rx: crossbeam_channel::Receiver<TrayCmd>,
+    /// What the tray shows now (pushed when the view changes).
+    tray_shown: (bool, String),
+    hidden: bool,
+    quitting: bool,
 }
 
 impl App {
@@ -438,6 +639,7 @@ impl App {
         ui.add_space(8.0);
         ui.horizontal(|ui| {
             if ui.button("Quit").clicked() {
+                self.quitting = true;
                 ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
             }
             let running = self.loop_thread.is_some() && !ended;
@@ -457,6 +659,20 @@ impl App {
         {
             self.open_editor();
         }
+    }
+
+    fn set_hidden(&mut self, ctx: &egui::Context, hidden: bool) {
+        self.hidden = hidden;
+        say(if hidden {
+            "WINDOW   hidden (the tray icon shows it again)"
+        } else {
+            "WINDOW   shown"
+        });
+        ctx.send_viewport_cmd(egui::ViewportCommand::Visible(!hidden));
+        if !hidden {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+        }
+        ctx.request_repaint();
     }
 
     fn popup_window(&mut self, ctx: &egui::Context) {
@@ -709,11 +925,48 @@ fn edit_settings(ui: &mut egui::Ui, ed: &mut Editor) {
 }
 
 impl eframe::App for App {
+    /// Runs even while the window is hidden: the tray's requests, and the tray's state.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        while let Ok(cmd) = self.tray_rx.try_recv() {
+            match cmd {
+                TrayCmd::Quit => {
+                    self.quitting = true;
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+                TrayCmd::Toggle if !self.hidden => self.set_hidden(ctx, true),
+                TrayCmd::Toggle | TrayCmd::Show => self.set_hidden(ctx, false),
+            }
+        }
+        if let Some(t) = &self.tray {
+            let now = {
+                let v = lock(&self.view);
+                (v.online, v.status.clone())
+            };
+            if now != self.tray_shown {
+                self.tray_shown = now.clone();
+                t.update(|tray| {
+                    tray.online = now.0;
+                    tray.status = now.1;
+                });
+            }
+        }
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        if ctx.input(|i| i.viewport().close_requested()) && !self.quitting && self.tray.is_some() {
+            // With a tray, closing the window hides it; the client stays logged in.
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.set_hidden(&ctx, true);
+        }
         if !self.minimized && lock(&self.shared.settings).minimize_on_start {
+            // MinimizeOnStart: into the tray where there is one, as the original; else minimised.
             self.minimized = true;
-            ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(true));
+            if self.tray.is_some() {
+                self.set_hidden(&ctx, true);
+            } else {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(true));
+            }
         }
         egui::CentralPanel::default().show(ui, |ui| self.main_window(ui));
         self.popup_window(&ctx);
@@ -750,6 +1003,22 @@ pub fn main(shared: Shared, path: PathBuf) -> i32 {
         options,
         Box::new(move |cc| {
             cc.egui_ctx.set_theme(egui::Theme::Light);
+            let (tray_tx, tray_rx) = crossbeam_channel::bounded(16);
+            let tray = match tray::start(tray::Tray {
+                online: false,
+                status: "Starting".into(),
+                tx: tray_tx,
+                ctx: cc.egui_ctx.clone(),
+            }) {
+                Ok(t) => {
+                    say("TRAY     the tray icon is up; closing the window hides it");
+                    Some(t)
+                }
+                Err(e) => {
+                    say(&format!("TRAY     none ({e}); closing the window quits"));
+                    None
+                }
+            };
             let mut app = App {
                 shared,
                 path,
@@ -764,6 +1033,11 @@ pub fn main(shared: Shared, path: PathBuf) -> i32 {
                 focus_number: true,
                 editor: None,
                 minimized: false,
+                tray,
+                tray_rx,
+                tray_shown: (false, String::new()),
+                hidden: false,
+                quitting: false,
             };
             app.start();
             Ok(Box::new(app))
