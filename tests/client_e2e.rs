@@ -1058,17 +1058,22 @@ mod window {
 
         // The demo call: the popup with number and name, then Connected, one launch.
         replay.release();
-        display.wait_text(
+        let words = display.wait_text(
             &dir,
             &["New Call From", "0215552001", "Customer P"],
             Duration::from_secs(20),
         );
+        let popped = Instant::now();
         display.shot(&screens.join("window-popup.png"));
+        // The pointer over the popup keeps it past CallerIdTimeout (3 s here); a click closes it.
+        let close = find(&words, "close");
+        display.keys(&["mousemove", &close.1.to_string(), &close.2.to_string()]);
         assert!(
             client.wait_for("STATE    Connected", 1, Duration::from_secs(20)),
             "{}",
             client.text()
         );
+
         // The line state (a word of its own, beside "Connected as …") and the call's calldata.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
@@ -1082,6 +1087,21 @@ mod window {
             );
         }
         display.shot(&screens.join("window-connected.png"));
+        std::thread::sleep(Duration::from_secs(4).saturating_sub(popped.elapsed()));
+        display.wait_text(
+            &dir,
+            &["New Call From", "Customer P"],
+            Duration::from_secs(1),
+        );
+        display.click(close.1, close.2);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while display.words(&dir).iter().any(|w| w.0 == "From:") {
+            assert!(
+                Instant::now() < deadline,
+                "the popup did not close on a click"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         assert!(
             client.wait_for("STATE    Hangup", 1, Duration::from_secs(30)),
             "{}",
