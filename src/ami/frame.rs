@@ -309,15 +309,18 @@ impl Decoder {
             self.follows_line(text);
             return None;
         }
-        match text.split_once(':') {
-            Some((key, value)) => {
-                let value = value.strip_prefix(' ').unwrap_or(value);
+        match text.find(':') {
+            Some(colon) => {
+                // The line's own string becomes the value (its few key bytes moved out of the way);
+                // only the short key is a new string.
+                let mut value = text;
+                let skip = usize::from(value[colon + 1..].starts_with(' '));
+                let key = value[..colon].to_string();
+                value.drain(..colon + 1 + skip);
                 if key.eq_ignore_ascii_case("Response") && value.trim() == "Follows" {
                     self.state = State::Follows;
                 }
-                self.frame
-                    .headers
-                    .push((key.to_string(), value.to_string()));
+                self.frame.headers.push((key, value));
             }
             None => self.frame.body.push(text),
         }
