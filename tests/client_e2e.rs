@@ -56,8 +56,14 @@ impl Drop for Agent {
 fn stand_in(dir: &Path) -> (PathBuf, PathBuf) {
     let out = dir.join("launched.txt");
     let script = dir.join("crm.sh");
+    recorder(&script, &out);
+    (script, out)
+}
+
+/// Writes `script`, an executable that appends its arguments to `out` as [`launches`] reads them.
+fn recorder(script: &Path, out: &Path) {
     std::fs::write(
-        &script,
+        script,
         format!(
             "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> {out}; done\necho --- >> {out}\n",
             out = out.display()
@@ -67,9 +73,8 @@ fn stand_in(dir: &Path) -> (PathBuf, PathBuf) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    (script, out)
 }
 
 /// The agent's settings, in the original client's own format (ORIGINAL.md §6).
@@ -618,17 +623,7 @@ fn a_url_opens_in_the_default_handler_and_the_dial_channel_checks_what_it_is_han
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let opened = dir.join("opened.txt");
-    let opener = bin.join("xdg-open");
-    std::fs::write(
-        &opener,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> {out}; done\necho --- >> {out}\n",
-            out = opened.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    recorder(&bin.join("xdg-open"), &opened);
 
     let mut cmd = Command::new(CLIENT);
     cmd.args(["--settings"])
@@ -651,6 +646,7 @@ fn a_url_opens_in_the_default_handler_and_the_dial_channel_checks_what_it_is_han
         "astcti-client-{}.sock",
         std::env::var("USER").unwrap_or_else(|_| "agent".into())
     ));
+    use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&channel).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", channel.display());
     let second = Command::new(CLIENT)

@@ -37,46 +37,41 @@ enum TrayCmd {
     Quit,
 }
 
+/// What the tray shows, and where it sends the agent's clicks (the same for every platform's tray).
+struct TrayState {
+    online: bool,
+    status: String,
+    tx: crossbeam_channel::Sender<TrayCmd>,
+    ctx: egui::Context,
+}
+
+impl TrayState {
+    fn send(&self, c: TrayCmd) {
+        let _ = self.tx.try_send(c);
+        self.ctx.request_repaint();
+    }
+}
+
+/// The tray's icon, drawn here so no icon theme is needed: a 32×32 dot, RGBA, green while logged in.
+fn dot_rgba(online: bool) -> Vec<u8> {
+    let (r, g) = if online { (0u8, 160u8) } else { (200u8, 0u8) };
+    let mut rgba = Vec::with_capacity(32 * 32 * 4);
+    for y in 0..32 {
+        for x in 0..32 {
+            let (dx, dy) = (x as f32 - 15.5, y as f32 - 15.5);
+            let inside = dx * dx + dy * dy <= 13.0 * 13.0;
+            rgba.extend_from_slice(&[r, g, 0, if inside { 255 } else { 0 }]);
+        }
+    }
+    rgba
+}
+
+/// Linux and the BSDs: a StatusNotifierItem over D-Bus (`ksni`).
 #[cfg(all(unix, not(target_os = "macos")))]
 mod tray {
-    use super::TrayCmd;
-    use eframe::egui;
+    use super::{dot_rgba, TrayCmd, TrayState};
 
-    /// The StatusNotifierItem: title and tooltip say the connection state, the icon is a green or
-    /// red dot (drawn here, so no icon theme is needed).
-    pub struct Tray {
-        pub online: bool,
-        pub status: String,
-        pub tx: crossbeam_channel::Sender<TrayCmd>,
-        pub ctx: egui::Context,
-    }
-
-    impl Tray {
-        fn send(&self, c: TrayCmd) {
-            let _ = self.tx.try_send(c);
-            self.ctx.request_repaint();
-        }
-    }
-
-    fn dot(online: bool) -> ksni::Icon {
-        let (w, h) = (32i32, 32i32);
-        let mut data = Vec::with_capacity((w * h * 4) as usize);
-        let (r, g) = if online { (0u8, 160u8) } else { (200u8, 0u8) };
-        for y in 0..h {
-            for x in 0..w {
-                let (dx, dy) = (x as f32 - 15.5, y as f32 - 15.5);
-                let inside = dx * dx + dy * dy <= 13.0 * 13.0;
-                data.extend_from_slice(&[if inside { 255 } else { 0 }, r, g, 0]);
-            }
-        }
-        ksni::Icon {
-            width: w,
-            height: h,
-            data,
-        }
-    }
-
-    impl ksni::Tray for Tray {
+    impl ksni::Tray for TrayState {
         fn id(&self) -> String {
             "astcti-client".into()
         }
@@ -87,7 +82,16 @@ mod tray {
             ksni::Category::Communications
         }
         fn icon_pixmap(&self) -> Vec<ksni::Icon> {
-            vec![dot(self.online)]
+            // The specification's ARGB32, from the shared RGBA.
+            let data = dot_rgba(self.online)
+                .chunks(4)
+                .flat_map(|p| [p[3], p[0], p[1], p[2]])
+                .collect();
+            vec![ksni::Icon {
+                width: 32,
+                height: 32,
+                data,
+            }]
         }
         fn tool_tip(&self) -> ksni::ToolTip {
             ksni::ToolTip {
@@ -118,84 +122,60 @@ mod tray {
         }
     }
 
-    pub type Handle = ksni::blocking::Handle<Tray>;
+    pub type Handle = ksni::blocking::Handle<TrayState>;
 
     /// The tray, if the session has a StatusNotifierWatcher; Err says why not.
-    pub fn start(tray: Tray) -> Result<Handle, String> {
+    pub fn start(tray: TrayState) -> Result<Handle, String> {
         use ksni::blocking::TrayMethods;
         tray.spawn().map_err(|e| e.to_string())
+    }
+
+    pub fn show(h: &Handle, online: bool, status: String) {
+        h.update(|t| {
+            t.online = online;
+            t.status = status;
+        });
     }
 }
 
 /// Windows and macOS: the platform's tray / menu-bar icon (`tray-icon`), on the main thread.
 #[cfg(any(windows, target_os = "macos"))]
 mod tray {
-    use super::TrayCmd;
-    use eframe::egui;
+    use super::{dot_rgba, TrayCmd, TrayState};
     use tray_icon::menu::{Menu, MenuEvent, MenuItem};
     use tray_icon::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 
-    pub struct Tray {
-        pub online: bool,
-        pub status: String,
-        pub tx: crossbeam_channel::Sender<TrayCmd>,
-        pub ctx: egui::Context,
-    }
-
-    fn dot(online: bool) -> Option<tray_icon::Icon> {
-        let (r, g) = if online { (0u8, 160u8) } else { (200u8, 0u8) };
-        let mut rgba = Vec::with_capacity(32 * 32 * 4);
-        for y in 0..32 {
-            for x in 0..32 {
-                let (dx, dy) = (x as f32 - 15.5, y as f32 - 15.5);
-                let inside = dx * dx + dy * dy <= 13.0 * 13.0;
-                rgba.extend_from_slice(&[r, g, 0, if inside { 255 } else { 0 }]);
-            }
-        }
-        tray_icon::Icon::from_rgba(rgba, 32, 32).ok()
+    fn icon(online: bool) -> Option<tray_icon::Icon> {
+        tray_icon::Icon::from_rgba(dot_rgba(online), 32, 32).ok()
     }
 
     pub struct Handle {
         icon: TrayIcon,
     }
 
-    impl Handle {
-        pub fn update(&self, f: impl FnOnce(&mut Tray)) {
-            let (tx, _) = crossbeam_channel::bounded(1);
-            let mut t = Tray {
-                online: false,
-                status: String::new(),
-                tx,
-                ctx: egui::Context::default(),
-            };
-            f(&mut t);
-            let _ = self
-                .icon
-                .set_tooltip(Some(format!("AstCTI Client: {}", t.status)));
-            let _ = self.icon.set_icon(dot(t.online));
-        }
+    pub fn show(h: &Handle, online: bool, status: String) {
+        let _ = h.icon.set_tooltip(Some(format!("AstCTI Client: {status}")));
+        let _ = h.icon.set_icon(icon(online));
     }
 
-    pub fn start(tray: Tray) -> Result<Handle, String> {
+    pub fn start(tray: TrayState) -> Result<Handle, String> {
         let menu = Menu::new();
         let show = MenuItem::new("Show the window", true, None);
         let quit = MenuItem::new("Quit", true, None);
         menu.append(&show).map_err(|e| e.to_string())?;
         menu.append(&quit).map_err(|e| e.to_string())?;
         let (show_id, quit_id) = (show.id().clone(), quit.id().clone());
-        let (tx, ctx) = (tray.tx.clone(), tray.ctx.clone());
+        let tooltip = format!("AstCTI Client: {}", tray.status);
+        let online = tray.online;
+        let tray = std::sync::Arc::new(tray);
+        let t = tray.clone();
         MenuEvent::set_event_handler(Some(move |e: MenuEvent| {
-            let cmd = if e.id == quit_id {
-                TrayCmd::Quit
+            if e.id == quit_id {
+                t.send(TrayCmd::Quit);
             } else if e.id == show_id {
-                TrayCmd::Show
-            } else {
-                return;
-            };
-            let _ = tx.try_send(cmd);
-            ctx.request_repaint();
+                t.send(TrayCmd::Show);
+            }
         }));
-        let (tx, ctx) = (tray.tx.clone(), tray.ctx.clone());
         TrayIconEvent::set_event_handler(Some(move |e: TrayIconEvent| {
             if let TrayIconEvent::Click {
                 button: MouseButton::Left,
@@ -203,16 +183,15 @@ mod tray {
                 ..
             } = e
             {
-                let _ = tx.try_send(TrayCmd::Toggle);
-                ctx.request_repaint();
+                tray.send(TrayCmd::Toggle);
             }
         }));
         let mut b = TrayIconBuilder::new()
             .with_menu(Box::new(menu))
             .with_menu_on_left_click(false)
-            .with_tooltip(format!("AstCTI Client: {}", tray.status));
-        if let Some(icon) = dot(tray.online) {
-            b = b.with_icon(icon);
+            .with_tooltip(tooltip);
+        if let Some(i) = icon(online) {
+            b = b.with_icon(i);
         }
         let icon = b.build().map_err(|e| e.to_string())?;
         Ok(Handle { icon })
@@ -944,10 +923,7 @@ impl eframe::App for App {
             };
             if now != self.tray_shown {
                 self.tray_shown = now.clone();
-                t.update(|tray| {
-                    tray.online = now.0;
-                    tray.status = now.1;
-                });
+                tray::show(t, now.0, now.1);
             }
         }
     }
@@ -1004,7 +980,7 @@ pub fn main(shared: Shared, path: PathBuf) -> i32 {
         Box::new(move |cc| {
             cc.egui_ctx.set_theme(egui::Theme::Light);
             let (tray_tx, tray_rx) = crossbeam_channel::bounded(16);
-            let tray = match tray::start(tray::Tray {
+            let tray = match tray::start(TrayState {
                 online: false,
                 status: "Starting".into(),
                 tx: tray_tx,
