@@ -224,8 +224,6 @@ struct View {
     dial_enabled: bool,
     popup: Option<Popup>,
     last: Option<LastCall>,
-    /// The loop has ended (refused login or Stop).
-    ended: bool,
 }
 
 struct WindowUi {
@@ -261,7 +259,6 @@ impl Ui for WindowUi {
                 }
                 UiEvent::Refused(why) => {
                     v.online = false;
-                    v.ended = true;
                     v.status = format!("Refused: {why}");
                 }
                 UiEvent::Dialled(_) => {}
@@ -347,6 +344,10 @@ struct App {
     ctx: egui::Context,
     loop_stop: Option<Arc<AtomicBool>>,
     loop_thread: Option<JoinHandle<()>>,
+    /// The current loop has returned (refused login, or stopped).
+    loop_done: Arc<AtomicBool>,
+    /// A stopped loop still logging out; the next one waits for it.
+    stopping: Option<JoinHandle<()>>,
     dial_tx: Option<crossbeam_channel::Sender<String>>,
     number: String,
     outbound: usize,
@@ -367,8 +368,10 @@ impl App {
         lock(&self.shared.settings).clone()
     }
 
+    /// A new session loop. It waits (on its own thread, so the window never freezes) for the one
+    /// before to have logged out, or the server would refuse the agent's second login.
     fn start(&mut self) {
-        self.stop();
+        let previous = self.halt().or_else(|| self.stopping.take());
         let s = self.settings();
         let mut core = self.shared.core();
         core.notify_desktop = s.popup_style != PopupStyle::Window;
@@ -379,26 +382,36 @@ impl App {
         };
         {
             let mut v = lock(&self.view);
-            v.ended = false;
             v.status = format!("Connecting to {}:{} …", s.host, s.port);
         }
         self.loop_stop = Some(core.stop.clone());
         self.dial_tx = Some(core.dial_tx.clone());
+        let done = Arc::new(AtomicBool::new(false));
+        self.loop_done = done.clone();
         self.loop_thread = Some(std::thread::spawn(move || {
+            if let Some(p) = previous {
+                let _ = p.join();
+            }
             run(&s, &core, &ui);
-            lock(&ui.view).ended = true;
+            done.store(true, Ordering::SeqCst);
             ui.ctx.request_repaint();
         }));
     }
 
-    fn stop(&mut self) {
+    /// Tells the running loop to log out and stop; its thread, to wait for if needed.
+    fn halt(&mut self) -> Option<JoinHandle<()>> {
         if let Some(stop) = self.loop_stop.take() {
             stop.store(true, Ordering::SeqCst);
         }
-        if let Some(t) = self.loop_thread.take() {
+        self.dial_tx = None;
+        self.loop_thread.take()
+    }
+
+    /// Stops the loop and waits for it (on exit).
+    fn stop(&mut self) {
+        for t in [self.halt(), self.stopping.take()].into_iter().flatten() {
             let _ = t.join();
         }
-        self.dial_tx = None;
     }
 
     fn dial(&mut self) {
@@ -495,7 +508,8 @@ impl App {
     }
 
     fn main_window(&mut self, ui: &mut egui::Ui) {
-        let (online, status, ext, line, dial_enabled, ended) = {
+        let ended = self.loop_done.load(Ordering::SeqCst);
+        let (online, status, ext, line, dial_enabled) = {
             let v = lock(&self.view);
             (
                 v.online,
@@ -503,7 +517,6 @@ impl App {
                 v.ext.clone(),
                 v.line.clone(),
                 v.dial_enabled,
-                v.ended,
             )
         };
         let s = self.settings();
@@ -624,7 +637,7 @@ impl App {
             let running = self.loop_thread.is_some() && !ended;
             if ui.button(if running { "Stop" } else { "Start" }).clicked() {
                 if running {
-                    self.stop();
+                    self.stopping = self.halt();
                 } else {
                     self.start();
                 }
@@ -972,7 +985,6 @@ pub fn main(shared: Shared, path: PathBuf) -> i32 {
         dial_enabled: false,
         popup: None,
         last: None,
-        ended: false,
     }));
     let result = eframe::run_native(
         "astcti-client",
@@ -1002,6 +1014,8 @@ pub fn main(shared: Shared, path: PathBuf) -> i32 {
                 ctx: cc.egui_ctx.clone(),
                 loop_stop: None,
                 loop_thread: None,
+                loop_done: Arc::new(AtomicBool::new(false)),
+                stopping: None,
                 dial_tx: None,
                 number: String::new(),
                 outbound: 0,
