@@ -1105,7 +1105,23 @@ mod window {
         );
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(launches(&out), vec![expected_args()], "{}", client.text());
-        display.wait_text(&dir, &["Hangup"], Duration::from_secs(10));
+        let words = display.wait_text(
+            &dir,
+            &["Hangup", "Open CRM page again"],
+            Duration::from_secs(10),
+        );
+        // The last call's button repeats the same launch.
+        let crm = find(&words, "CRM");
+        display.click(crm.1, crm.2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while launches(&out).len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "Open CRM page again launched nothing"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(launches(&out), vec![expected_args(), expected_args()]);
 
         // Dialling from the window: click into the number box, type, Enter.
         let words = display.wait_text(&dir, &["Number to dial"], Duration::from_secs(10));

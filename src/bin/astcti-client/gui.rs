@@ -605,14 +605,7 @@ impl App {
                                 .strong(),
                         );
                     }
-                    let open = l.open.as_ref().map(|o| match o {
-                        Desktop::Launch { program, args } => Desktop::Launch {
-                            program: program.clone(),
-                            args: args.clone(),
-                        },
-                        Desktop::Open(u) => Desktop::Open(u.clone()),
-                        Desktop::Popup { .. } => Desktop::Open(String::new()),
-                    });
+                    let open = l.open.clone();
                     drop(v);
                     if ui
                         .add_enabled(open.is_some(), egui::Button::new("Open CRM page again"))

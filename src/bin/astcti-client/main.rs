@@ -396,6 +396,7 @@ fn say(line: &str) {
 }
 
 /// What the desktop thread does for the session.
+#[derive(Clone)]
 pub enum Desktop {
     /// The caller-ID notification.
     Popup {
@@ -826,7 +827,12 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
     let mut next_noop = Instant::now() + Duration::from_millis(s.noop_ms);
     loop {
         if stop.load(Ordering::SeqCst) {
-            let _ = w.write_all(b"QUIT\n");
+            // Wait (at most 2 s) for the server to close the connection: by then it has logged
+            // the agent out, so a session started right after is not refused as a second login.
+            if w.write_all(b"QUIT\n").is_ok() {
+                let until = Instant::now() + Duration::from_secs(2);
+                while let Ok(Some(_)) = rx.recv_deadline(until) {}
+            }
             return;
         }
         while let Ok(line) = dials.try_recv() {
