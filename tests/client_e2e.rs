@@ -152,6 +152,18 @@ impl RunningClient {
                 sink.lock().unwrap().push(l);
             }
         });
+        // Its error messages too (a refused login, say), marked, so a failure shows them.
+        let stderr = child.stderr.take().unwrap();
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(format!("stderr: {l}"));
+            }
+        });
         RunningClient { child, out }
     }
 
