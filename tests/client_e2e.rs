@@ -189,6 +189,21 @@ impl RunningClient {
     fn text(&self) -> String {
         self.out.lock().unwrap().join("\n")
     }
+
+    /// Asserts that `n` lines containing `needle` come within `timeout` (the trace on failure).
+    fn expect(&self, needle: &str, n: usize, timeout: Duration) {
+        assert!(self.wait_for(needle, n, timeout), "{}", self.text());
+    }
+
+    /// Asserts that `server` logs `user` in within `timeout` (this client's trace on failure).
+    fn logged_in(&self, server: &Server, user: &str, timeout: Duration) {
+        assert!(
+            server.wait_log(&format!("logged in as \"{user}\""), timeout),
+            "{}\n{}",
+            self.text(),
+            server.stderr_text()
+        );
+    }
 }
 
 impl Drop for RunningClient {
@@ -317,21 +332,9 @@ fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
         ..
     } = Rig::new("client");
     let client = RunningClient::start(&cfg, &dir);
-    assert!(
-        server.wait_log(
-            &format!("logged in as \"{}\"", agent.user),
-            Duration::from_secs(10)
-        ),
-        "{}\n{}",
-        client.text(),
-        server.stderr_text()
-    );
+    client.logged_in(&server, &agent.user, Duration::from_secs(10));
     replay.release();
-    assert!(
-        client.wait_for("STATE    Hangup", 1, Duration::from_secs(15)),
-        "{}",
-        client.text()
-    );
+    client.expect("STATE    Hangup", 1, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(500));
     // The popup with number and name, the line states, one launch with exactly those arguments.
     let text = client.text();
@@ -344,27 +347,12 @@ fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
 
     // The server restarts (same port): the client logs in again by itself and the next call pops.
     drop(server);
-    assert!(
-        client.wait_for("LOST", 1, Duration::from_secs(10)),
-        "{}",
-        client.text()
-    );
+    client.expect("LOST", 1, Duration::from_secs(10));
     let replay2 = demo_replay(1);
     let server2 = server_on(port, replay2.addr().port());
-    assert!(
-        server2.wait_log(
-            &format!("logged in as \"{}\"", agent.user),
-            Duration::from_secs(20)
-        ),
-        "{}",
-        client.text()
-    );
+    client.logged_in(&server2, &agent.user, Duration::from_secs(20));
     replay2.release();
-    assert!(
-        client.wait_for("STATE    Hangup", 2, Duration::from_secs(15)),
-        "{}",
-        client.text()
-    );
+    client.expect("STATE    Hangup", 2, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(launches(&out).len(), 2, "{}", client.text());
 
@@ -644,14 +632,7 @@ fn a_url_opens_in_the_default_handler_and_the_dial_channel_checks_what_it_is_han
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .env_remove("DBUS_SESSION_BUS_ADDRESS");
     let client = RunningClient::spawn(cmd);
-    assert!(
-        server.wait_log(
-            &format!("logged in as \"{}\"", agent.user),
-            Duration::from_secs(10)
-        ),
-        "{}",
-        client.text()
-    );
+    client.logged_in(&server, &agent.user, Duration::from_secs(10));
 
     // The dial channel: the user's alone, and the single-instance lock.
     let channel = dir.join(format!(
@@ -703,11 +684,7 @@ fn a_url_opens_in_the_default_handler_and_the_dial_channel_checks_what_it_is_han
 
     // The demo call: the URL opens once.
     replay.release();
-    assert!(
-        client.wait_for("STATE    Hangup", 1, Duration::from_secs(15)),
-        "{}",
-        client.text()
-    );
+    client.expect("STATE    Hangup", 1, Duration::from_secs(15));
     assert!(replay.wait_for(Duration::from_secs(10), |s| s
         .actions_named("Originate")
         .len()
@@ -1049,14 +1026,7 @@ mod window {
             .env_remove("WAYLAND_DISPLAY")
             .env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
         let client = RunningClient::spawn(cmd);
-        assert!(
-            server.wait_log(
-                &format!("logged in as \"{}\"", agent.user),
-                Duration::from_secs(20)
-            ),
-            "{}",
-            client.text()
-        );
+        client.logged_in(&server, &agent.user, Duration::from_secs(20));
         display.wait_text(
             &dir,
             &["Connected as PJSIP/201", "Dial"],
@@ -1076,11 +1046,7 @@ mod window {
         // The pointer over the popup keeps it past CallerIdTimeout (3 s here); a click closes it.
         let close = find(&words, "close");
         display.keys(&["mousemove", &close.1.to_string(), &close.2.to_string()]);
-        assert!(
-            client.wait_for("STATE    Connected", 1, Duration::from_secs(20)),
-            "{}",
-            client.text()
-        );
+        client.expect("STATE    Connected", 1, Duration::from_secs(20));
 
         // The line state (a word of its own, beside "Connected as …") and the call's calldata.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -1110,11 +1076,7 @@ mod window {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(
-            client.wait_for("STATE    Hangup", 1, Duration::from_secs(30)),
-            "{}",
-            client.text()
-        );
+        client.expect("STATE    Hangup", 1, Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(500));
         assert_eq!(launches(&out), vec![expected_args()], "{}", client.text());
         let words = display.wait_text(
@@ -1181,11 +1143,7 @@ mod window {
         display.keys(&["key", "ctrl+a"]);
         display.keys(&["type", "--delay", "50", "2500"]);
         display.click(save.1, save.2);
-        assert!(
-            client.wait_for("SETTINGS saved", 1, Duration::from_secs(10)),
-            "{}",
-            client.text()
-        );
+        client.expect("SETTINGS saved", 1, Duration::from_secs(10));
         let text = std::fs::read_to_string(&cfg).unwrap();
         assert!(
             text.contains("<SocketTimeout>2500</SocketTimeout>"),
@@ -1197,11 +1155,7 @@ mod window {
         assert_eq!(back.contexts.len(), 1);
         assert!(text.contains("<LocalAppSettings className=\"AstCTIClient.LocalAppSettings\">"));
         // The new settings are used: the client logged in again.
-        assert!(
-            client.wait_for("LOGIN", 2, Duration::from_secs(15)),
-            "{}",
-            client.text()
-        );
+        client.expect("LOGIN", 2, Duration::from_secs(15));
 
         // The tray icon: it registered with the panel (here the stand-in watcher), its title says
         // the connection state, and activating it hides the window and shows it again while the
@@ -1218,11 +1172,7 @@ mod window {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _: () = tray.call("Activate", &(0i32, 0i32)).unwrap();
-        assert!(
-            client.wait_for("WINDOW   hidden", 1, Duration::from_secs(10)),
-            "{}",
-            client.text()
-        );
+        client.expect("WINDOW   hidden", 1, Duration::from_secs(10));
         let deadline = Instant::now() + Duration::from_secs(10);
         while display
             .words(&dir)
