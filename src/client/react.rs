@@ -245,6 +245,49 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `ORIG number|context|priority` for `number` in `context` (default: the first outbound one).
+pub fn orig_line(s: &Settings, number: &str, context: Option<&str>) -> Result<String, String> {
+    let n = dial_number(number)?;
+    let c =
+        match context {
+            Some(c) => s.outbound.iter().find(|o| o.context == c).ok_or_else(|| {
+                format!("{c:?} is not one of the outbound contexts in the settings")
+            })?,
+            None => s
+                .outbound
+                .first()
+                .ok_or("the settings have no outbound context (<CTIOutboundContextes>)")?,
+        };
+    Ok(format!("ORIG {n}|{}|{}\n", c.context, c.priority))
+}
+
+/// A dial request as the dial channel and standard input carry it: `dial NUMBER [CONTEXT]`.
+pub fn dial_request(number: &str, context: Option<&str>) -> String {
+    match context {
+        Some(c) => format!("dial {number} {c}\n"),
+        None => format!("dial {number}\n"),
+    }
+}
+
+/// `dial NUMBER [CONTEXT]` → the `ORIG` line, checked against the running client's own settings.
+pub fn parse_dial_request(s: &Settings, line: &str) -> Result<String, String> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.chars().any(char::is_control) {
+        return Err("a dial request is one line without control characters".into());
+    }
+    let mut w = line.split_whitespace();
+    if w.next() != Some("dial") {
+        return Err("unknown command (expected: dial NUMBER [CONTEXT])".into());
+    }
+    let number = w.next().ok_or("dial needs a number")?;
+    let context = w.next();
+    if w.next().is_some() {
+        return Err("too many words (expected: dial NUMBER [CONTEXT])".into());
+    }
+    orig_line(s, number, context)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +423,44 @@ mod tests {
             react(&s, Kind::Hangup, &record()).last(),
             Some(&Action::DialEnabled(true))
         );
+    }
+
+    #[test]
+    fn dial_requests_become_orig_lines_only_for_configured_contexts() {
+        let mut s = Settings::default();
+        s.outbound.push(crate::client::settings::OutboundContext {
+            context: "astctidemo".into(),
+            priority: 1,
+        });
+        s.outbound.push(crate::client::settings::OutboundContext {
+            context: "internal".into(),
+            priority: 3,
+        });
+        assert_eq!(
+            parse_dial_request(&s, &dial_request("tel:+39-02-555", None)),
+            Ok("ORIG +3902555|astctidemo|1\n".into())
+        );
+        assert_eq!(
+            parse_dial_request(&s, &dial_request("202", Some("internal"))),
+            Ok("ORIG 202|internal|3\n".into())
+        );
+        assert_eq!(
+            parse_dial_request(&s, "dial 202\r\n"),
+            Ok("ORIG 202|astctidemo|1\n".into())
+        );
+        for bad in [
+            "dial 202 from-internal\n",
+            "ORIG 202|astctidemo|1\n",
+            "dial 02155\rAction: Command\n",
+            "dial\n",
+            "dial 202 internal extra\n",
+            "dial 20x2\n",
+        ] {
+            assert!(parse_dial_request(&s, bad).is_err(), "{bad:?}");
+        }
+        assert!(orig_line(&Settings::default(), "202", None)
+            .unwrap_err()
+            .contains("no outbound context"));
     }
 
     #[test]

@@ -27,7 +27,9 @@ use astcti_server::client::settings::{
 use astcti_server::cti::notify::Kind;
 use eframe::egui;
 
-use super::{desktop_job, lock, orig_line, run, say, Desktop, Shared, Ui, UiEvent};
+use astcti_server::client::react::orig_line;
+
+use super::{desktop_job, lock, run, say, Desktop, Shared, Ui, UiEvent};
 
 /// What the tray asks the window for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

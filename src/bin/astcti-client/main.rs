@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use astcti_server::client::react::{dial_number, react, Action};
+use astcti_server::client::react::{dial_request, orig_line, parse_dial_request, react, Action};
 use astcti_server::client::settings::{self, Settings};
 use astcti_server::cti::{notify, proto};
 
@@ -509,49 +509,6 @@ pub fn desktop_job(desktop: &crossbeam_channel::Sender<Desktop>, job: Desktop) {
     if desktop.try_send(job).is_err() {
         say("ERROR    dropped: the desktop has not finished the previous notifications and launches");
     }
-}
-
-/// `ORIG number|context|priority` for `number` in `context` (default: the first outbound one).
-pub fn orig_line(s: &Settings, number: &str, context: Option<&str>) -> Result<String, String> {
-    let n = dial_number(number)?;
-    let c =
-        match context {
-            Some(c) => s.outbound.iter().find(|o| o.context == c).ok_or_else(|| {
-                format!("{c:?} is not one of the outbound contexts in the settings")
-            })?,
-            None => s
-                .outbound
-                .first()
-                .ok_or("the settings have no outbound context (<CTIOutboundContextes>)")?,
-        };
-    Ok(format!("ORIG {n}|{}|{}\n", c.context, c.priority))
-}
-
-/// A dial request as the dial channel and standard input carry it: `dial NUMBER [CONTEXT]`.
-fn dial_request(number: &str, context: Option<&str>) -> String {
-    match context {
-        Some(c) => format!("dial {number} {c}\n"),
-        None => format!("dial {number}\n"),
-    }
-}
-
-/// `dial NUMBER [CONTEXT]` → the `ORIG` line, checked against the running client's own settings.
-fn parse_dial_request(s: &Settings, line: &str) -> Result<String, String> {
-    let line = line.strip_suffix('\n').unwrap_or(line);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.chars().any(char::is_control) {
-        return Err("a dial request is one line without control characters".into());
-    }
-    let mut w = line.split_whitespace();
-    if w.next() != Some("dial") {
-        return Err("unknown command (expected: dial NUMBER [CONTEXT])".into());
-    }
-    let number = w.next().ok_or("dial needs a number")?;
-    let context = w.next();
-    if w.next().is_some() {
-        return Err("too many words (expected: dial NUMBER [CONTEXT])".into());
-    }
-    orig_line(s, number, context)
 }
 
 /// `dial`: to the running client over the dial channel, else a one-shot login.
