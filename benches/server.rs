@@ -58,7 +58,11 @@ fn ext_of(agents: usize, i: usize) -> String {
     if agents == 1 {
         DEVICE.to_string()
     } else {
-        format!("{DEVICE}x{}x{}", i / PER_ROUND as usize, i % PER_ROUND as usize)
+        format!(
+            "{DEVICE}x{}x{}",
+            i / PER_ROUND as usize,
+            i % PER_ROUND as usize
+        )
     }
 }
 
@@ -190,7 +194,12 @@ fn answer_actions(mut sock: TcpStream, replies: Sender<Vec<u8>>) {
     }
 }
 
-fn generate(mut sock: TcpStream, jobs: Receiver<Job>, replies: Receiver<Vec<u8>>, done: Sender<Writes>) {
+fn generate(
+    mut sock: TcpStream,
+    jobs: Receiver<Job>,
+    replies: Receiver<Vec<u8>>,
+    done: Sender<Writes>,
+) {
     if sock.write_all(BANNER).is_err() {
         return;
     }
@@ -443,7 +452,13 @@ impl Session {
     fn run(&mut self, capture: &Capture, rounds: u64, rate: Option<f64>) -> Run {
         let r = self.next_round..self.next_round + rounds;
         self.next_round += rounds;
-        let stream = Arc::new(render(capture, self.agents, r, &mut self.router, &self.index));
+        let stream = Arc::new(render(
+            capture,
+            self.agents,
+            r,
+            &mut self.router,
+            &self.index,
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         for (i, tx) in self.jobs.iter().enumerate() {
             tx.send(Expect {
@@ -507,7 +522,9 @@ impl Session {
             notifications,
             lost,
             wrong,
-            wall: end.saturating_duration_since(first).max(Duration::from_micros(1)),
+            wall: end
+                .saturating_duration_since(first)
+                .max(Duration::from_micros(1)),
             cpu,
             latencies,
         }
@@ -626,7 +643,9 @@ fn main() {
             );
         }
         // Full speed, RUNS times; then the highest loss-free rate if any of them lost something.
-        let mut fast: Vec<Run> = (0..RUNS).map(|_| s.run(&capture, FAST_ROUNDS, None)).collect();
+        let mut fast: Vec<Run> = (0..RUNS)
+            .map(|_| s.run(&capture, FAST_ROUNDS, None))
+            .collect();
         fast.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
         let lossy = fast.iter().filter(|r| r.lost + r.wrong > 0).count();
         let m = &fast[RUNS / 2];

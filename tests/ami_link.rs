@@ -419,11 +419,7 @@ fn originate_commands_reach_asterisk_with_the_original_headers() {
     assert!(r.wait_for(T, |s| !s.actions_named("Originate").is_empty()));
     let stats = r.stats();
     let orig = stats.actions_named("Originate")[0];
-    let keys: Vec<(&str, &str)> = orig
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let keys: Vec<(&str, &str)> = orig.headers().collect();
     assert_eq!(
         keys,
         vec![

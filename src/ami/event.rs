@@ -290,9 +290,8 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
         "AttendedTransfer" => Event::AttendedTransfer {
             uids: v
                 .f
-                .headers
-                .iter()
-                .filter(|(k, _)| k.to_ascii_lowercase().ends_with("uniqueid"))
+                .headers()
+                .filter(|(k, _)| k.len() >= 8 && k[k.len() - 8..].eq_ignore_ascii_case("uniqueid"))
                 .map(|(_, u)| u.trim().to_string())
                 .filter(|u| !u.is_empty())
                 .collect(),

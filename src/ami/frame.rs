@@ -12,53 +12,154 @@
 //! discarded up to the next blank line and reported as [`Item::Discarded`], so a broken or hostile peer
 //! cannot grow memory beyond about `max_line + max_frame` plus one socket read.
 
+use std::borrow::Cow;
 use std::fmt;
 
+/// One header: its key is `text[start..colon]`, its value `text[colon..end]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    colon: u32,
+    end: u32,
+}
+
 /// One AMI message: headers in arrival order, plus body lines (command output, lines without `:`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Stored as one string holding every key, value and body line, and the offsets of each in it: a
+/// decoded frame is two heap allocations (three with a body), whatever its number of headers.
+#[derive(Clone, Default)]
 pub struct Frame {
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<String>,
+    text: String,
+    headers: Vec<Span>,
+    body: Vec<(u32, u32)>,
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Frame) -> bool {
+        self.headers().eq(other.headers()) && self.body().eq(other.body())
+    }
+}
+
+impl Eq for Frame {}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("headers", &self.headers().collect::<Vec<_>>())
+            .field("body", &self.body().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn offset(n: usize) -> u32 {
+    // Frames are bounded by `Limits::max_frame` (at most a few MiB); a frame built by hand past
+    // 4 GiB is a programming error.
+    u32::try_from(n).expect("an AMI frame larger than 4 GiB")
 }
 
 impl Frame {
+    pub fn new() -> Frame {
+        Frame::default()
+    }
+
     /// A frame with these headers, in order (tests and tools build frames this way).
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Frame {
-        Frame {
-            headers: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: Vec::new(),
+        let mut f = Frame::new();
+        for (k, v) in pairs {
+            f.push_header(k, v);
         }
+        f
+    }
+
+    pub fn push_header(&mut self, key: &str, value: &str) {
+        let start = offset(self.text.len());
+        self.text.push_str(key);
+        let colon = offset(self.text.len());
+        self.text.push_str(value);
+        let end = offset(self.text.len());
+        self.headers.push(Span { start, colon, end });
+    }
+
+    pub fn push_body(&mut self, line: &str) {
+        let start = offset(self.text.len());
+        self.text.push_str(line);
+        self.body.push((start, offset(self.text.len())));
+    }
+
+    fn key(&self, s: &Span) -> &str {
+        &self.text[s.start as usize..s.colon as usize]
+    }
+
+    fn value(&self, s: &Span) -> &str {
+        &self.text[s.colon as usize..s.end as usize]
+    }
+
+    /// The headers as (key, value), in arrival order.
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
+        self.headers.iter().map(|s| (self.key(s), self.value(s)))
+    }
+
+    /// The body lines, in order.
+    pub fn body(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.body
+            .iter()
+            .map(|&(a, b)| &self.text[a as usize..b as usize])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.body.is_empty()
+    }
+
+    /// A copy with the value of every header for which `replace` gives one replaced.
+    pub fn map_values(&self, replace: impl Fn(&str, &str) -> Option<String>) -> Frame {
+        let mut f = Frame::new();
+        for (k, v) in self.headers() {
+            match replace(k, v) {
+                Some(new) => f.push_header(k, &new),
+                None => f.push_header(k, v),
+            }
+        }
+        for line in self.body() {
+            f.push_body(line);
+        }
+        f
+    }
+
+    /// A copy without its `i`-th header.
+    pub fn without_header(&self, i: usize) -> Frame {
+        let mut f = Frame::new();
+        for (_, (k, v)) in self.headers().enumerate().filter(|(j, _)| *j != i) {
+            f.push_header(k, v);
+        }
+        for line in self.body() {
+            f.push_body(line);
+        }
+        f
     }
 
     /// Approximate bytes of memory the frame holds: what queue bounds count.
     pub fn cost(&self) -> usize {
-        const PER_STRING: usize = 24;
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2 * PER_STRING)
-            .sum();
-        let body: usize = self.body.iter().map(|l| l.len() + PER_STRING).sum();
-        headers + body + 2 * PER_STRING
+        const PER_VEC: usize = 24;
+        self.text.capacity()
+            + self.headers.capacity() * std::mem::size_of::<Span>()
+            + self.body.capacity() * 8
+            + 3 * PER_VEC
     }
 
     /// The first value of `key` (ASCII case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+            .find(|s| self.key(s).eq_ignore_ascii_case(key))
+            .map(|s| self.value(s))
     }
 
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+            .filter(move |s| self.key(s).eq_ignore_ascii_case(key))
+            .map(|s| self.value(s))
     }
 
     pub fn event(&self) -> Option<&str> {
@@ -75,18 +176,44 @@ impl Frame {
 
     /// The frame as AMI text (CRLF), for logs.
     pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        for (k, v) in &self.headers {
+        let mut s = String::with_capacity(self.text.len() + 4 * self.headers.len());
+        for (k, v) in self.headers() {
             s.push_str(k);
             s.push_str(": ");
             s.push_str(v);
             s.push_str("\r\n");
         }
-        for line in &self.body {
+        for line in self.body() {
             s.push_str(line);
             s.push_str("\r\n");
         }
         s
+    }
+
+    /// An exact-size copy (two allocations), for handing a frame built in a reused buffer over.
+    fn snapshot(&self) -> Frame {
+        Frame {
+            text: self.text.as_str().to_owned(),
+            headers: self.headers.as_slice().to_vec(),
+            body: self.body.as_slice().to_vec(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.headers.clear();
+        self.body.clear();
+        // One huge frame must not keep its buffer for the rest of the session.
+        const KEEP: usize = 64 * 1024;
+        if self.text.capacity() > KEEP {
+            self.text.shrink_to(KEEP);
+        }
+        if self.headers.capacity() > KEEP / 8 {
+            self.headers.shrink_to(KEEP / 8);
+        }
+        if self.body.capacity() > KEEP / 8 {
+            self.body.shrink_to(KEEP / 8);
+        }
     }
 }
 
@@ -160,6 +287,12 @@ pub struct Decoder {
     scanned: usize,
     /// Dropping an over-long line until its LF.
     in_long_line: bool,
+    b: Builder,
+}
+
+/// The frame under construction, in buffers reused from frame to frame.
+#[derive(Debug)]
+struct Builder {
     state: State,
     frame: Frame,
     frame_size: usize,
@@ -173,11 +306,11 @@ impl Default for Decoder {
     }
 }
 
-/// Decodes a line's bytes: UTF-8 when valid, else Latin-1 (every byte kept as one char).
-fn decode_line(bytes: &[u8]) -> String {
+/// A line's text: UTF-8 when valid (borrowed), else Latin-1 (every byte kept as one char).
+fn decode_line(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_string(),
-        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
     }
 }
 
@@ -188,21 +321,23 @@ impl Decoder {
             start: 0,
             scanned: 0,
             in_long_line: false,
-            state: State::Headers,
-            frame: Frame::default(),
-            frame_size: 0,
-            limits,
-            stats: DecoderStats::default(),
+            b: Builder {
+                state: State::Headers,
+                frame: Frame::default(),
+                frame_size: 0,
+                limits,
+                stats: DecoderStats::default(),
+            },
         }
     }
 
     pub fn stats(&self) -> DecoderStats {
-        self.stats
+        self.b.stats
     }
 
     /// Bytes held (buffered input plus the frame under construction), for tests of the bounds.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start + self.frame_size
+        self.buf.len() - self.start + self.b.frame_size
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
@@ -215,18 +350,19 @@ impl Decoder {
 
     /// The next complete item, or `None` when more bytes are needed.
     pub fn next_item(&mut self) -> Option<Item> {
+        let max_line = self.b.limits.max_line;
         loop {
             let pending = &self.buf[self.start..];
-            let Some(i) = pending[self.scanned..].iter().position(|&b| b == b'\n') else {
+            let Some(i) = memchr_lf(&pending[self.scanned..]) else {
                 self.scanned = pending.len();
-                if pending.len() > self.limits.max_line {
+                if pending.len() > max_line {
                     // Keep nothing of it; drop the rest when its LF comes.
                     self.start = self.buf.len();
                     self.scanned = 0;
                     let first = !self.in_long_line;
                     self.in_long_line = true;
                     if first {
-                        if let Some(item) = self.discard(Discard::LineTooLong) {
+                        if let Some(item) = self.b.discard(Discard::LineTooLong) {
                             return Some(item);
                         }
                     }
@@ -234,38 +370,52 @@ impl Decoder {
                 return None;
             };
             let end = self.scanned + i;
-            let mut line = &pending[..end];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
+            let line_start = self.start;
+            let mut line_end = line_start + end;
+            if end > 0 && self.buf[line_end - 1] == b'\r' {
+                line_end -= 1;
             }
-            let too_long = line.len() > self.limits.max_line;
+            let too_long = line_end - line_start > max_line;
             let was_long = std::mem::take(&mut self.in_long_line);
-            let text = if too_long || was_long {
-                None
-            } else {
-                Some(decode_line(line))
-            };
             self.start += end + 1;
             self.scanned = 0;
-            match text {
-                None if was_long => continue,
-                None => {
-                    if let Some(item) = self.discard(Discard::LineTooLong) {
-                        return Some(item);
-                    }
-                }
-                Some(text) => {
-                    if let Some(item) = self.line(text) {
-                        return Some(item);
-                    }
-                }
+            if was_long {
+                continue;
+            }
+            let item = if too_long {
+                self.b.discard(Discard::LineTooLong)
+            } else {
+                self.b.line(&decode_line(&self.buf[line_start..line_end]))
+            };
+            if item.is_some() {
+                return item;
             }
         }
     }
+}
 
+/// The position of the first LF: a word at a time (no dependency for it).
+fn memchr_lf(hay: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let mut i = 0;
+    while i + 8 <= hay.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&hay[i..i + 8]);
+        let x = u64::from_le_bytes(w) ^ LF;
+        if (x.wrapping_sub(LO) & !x & HI) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    hay[i..].iter().position(|&b| b == b'\n').map(|p| p + i)
+}
+
+impl Builder {
     /// Drops the frame under construction and skips to the next blank line.
     fn discard(&mut self, why: Discard) -> Option<Item> {
-        self.frame = Frame::default();
+        self.frame.clear();
         self.frame_size = 0;
         if self.state == State::Skipping {
             return None;
@@ -278,15 +428,16 @@ impl Decoder {
     fn finish(&mut self) -> Option<Item> {
         self.state = State::Headers;
         self.frame_size = 0;
-        let frame = std::mem::take(&mut self.frame);
-        if frame.headers.is_empty() && frame.body.is_empty() {
+        if self.frame.is_empty() {
             return None;
         }
+        let frame = self.frame.snapshot();
+        self.frame.clear();
         self.stats.frames += 1;
         Some(Item::Frame(frame))
     }
 
-    fn line(&mut self, text: String) -> Option<Item> {
+    fn line(&mut self, text: &str) -> Option<Item> {
         if self.state == State::Skipping {
             if text.is_empty() {
                 self.state = State::Headers;
@@ -296,7 +447,7 @@ impl Decoder {
         if text.is_empty() && self.state == State::Headers {
             return self.finish();
         }
-        if self.frame.headers.is_empty() && self.frame.body.is_empty() {
+        if self.frame.is_empty() {
             if let Some(version) = text.strip_prefix(BANNER) {
                 return Some(Item::Banner(version.trim().to_string()));
             }
@@ -311,26 +462,23 @@ impl Decoder {
         }
         match text.find(':') {
             Some(colon) => {
-                // The line's own string becomes the value (its few key bytes moved out of the way);
-                // only the short key is a new string.
-                let mut value = text;
-                let skip = usize::from(value[colon + 1..].starts_with(' '));
-                let key = value[..colon].to_string();
-                value.drain(..colon + 1 + skip);
+                let key = &text[..colon];
+                let value = &text[colon + 1..];
+                let value = value.strip_prefix(' ').unwrap_or(value);
                 if key.eq_ignore_ascii_case("Response") && value.trim() == "Follows" {
                     self.state = State::Follows;
                 }
-                self.frame.headers.push((key, value));
+                self.frame.push_header(key, value);
             }
-            None => self.frame.body.push(text),
+            None => self.frame.push_body(text),
         }
         None
     }
 
-    fn follows_line(&mut self, text: String) {
+    fn follows_line(&mut self, text: &str) {
         if let Some(before) = text.trim_end().strip_suffix(END_COMMAND) {
             if !before.is_empty() {
-                self.frame.body.push(before.to_string());
+                self.frame.push_body(before);
             }
             // The blank line that follows ends the frame.
             self.state = State::Headers;
@@ -340,14 +488,12 @@ impl Decoder {
             if let Some((key, value)) = text.split_once(':') {
                 if key.eq_ignore_ascii_case("ActionID") || key.eq_ignore_ascii_case("Privilege") {
                     let value = value.strip_prefix(' ').unwrap_or(value);
-                    self.frame
-                        .headers
-                        .push((key.to_string(), value.to_string()));
+                    self.frame.push_header(key, value);
                     return;
                 }
             }
         }
-        self.frame.body.push(text);
+        self.frame.push_body(text);
     }
 }
 

@@ -358,16 +358,13 @@ const SECRET_OPTIONS: [&str; 5] = ["secret", "password", "md5secret", "auth", "r
 /// A `GetConfig` answer with every secret value replaced by `********` (its `Line-…: key=value`
 /// lines, any case, spaces around `=` allowed).
 pub fn mask_secrets(frame: &Frame) -> Frame {
-    let mut f = frame.clone();
-    for (_, v) in f.headers.iter_mut() {
-        if let Some((key, _)) = v.split_once('=') {
-            let k = key.trim().to_ascii_lowercase();
-            if SECRET_OPTIONS.contains(&k.as_str()) {
-                *v = format!("{key}=********");
-            }
-        }
-    }
-    f
+    frame.map_values(|_, v| {
+        let (key, _) = v.split_once('=')?;
+        let k = key.trim().to_ascii_lowercase();
+        SECRET_OPTIONS
+            .contains(&k.as_str())
+            .then(|| format!("{key}=********"))
+    })
 }
 
 /// Raw AMI text for the DebugSocket trace, with the same secrets masked line by line (a

@@ -237,12 +237,7 @@ fn list_items(channels: &[Frame], event: &str, id: &str) -> (Vec<u8>, usize) {
     let mut out = Vec::new();
     let mut n = 0;
     for f in channels.iter().filter(|f| f.event() == Some(event)) {
-        let mut f = f.clone();
-        for (k, v) in f.headers.iter_mut() {
-            if k.eq_ignore_ascii_case("ActionID") {
-                *v = id.to_string();
-            }
-        }
+        let f = f.map_values(|k, _| k.eq_ignore_ascii_case("ActionID").then(|| id.to_string()));
         out.extend_from_slice(f.to_text().as_bytes());
         out.extend_from_slice(b"\r\n");
         n += 1;

@@ -393,12 +393,8 @@ fn handle_action(conn: &mut Conn<'_>, action: &Frame, started: &mut Option<Insta
     let cfg = conn.cfg.clone();
     let name = action.get("Action").unwrap_or("?").to_string();
     if cfg.verbose {
-        let mut shown = action.clone();
-        for (k, v) in shown.headers.iter_mut() {
-            if k.eq_ignore_ascii_case("Secret") {
-                *v = "********".into();
-            }
-        }
+        let shown =
+            action.map_values(|k, _| k.eq_ignore_ascii_case("Secret").then(|| "********".into()));
         eprintln!(
             "ami-replay: session {}: {}",
             conn.session,

@@ -10,13 +10,7 @@ fn items(bytes: &[u8]) -> Vec<Item> {
 }
 
 fn frame(headers: &[(&str, &str)]) -> Item {
-    Item::Frame(Frame {
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: vec![],
-    })
+    Item::Frame(Frame::from_pairs(headers))
 }
 
 #[test]
@@ -70,7 +64,7 @@ fn keys_are_case_insensitive_and_repeats_are_kept_in_order() {
         f.get_all("ChanVariable").collect::<Vec<_>>(),
         vec!["a=1", "b=2"]
     );
-    assert_eq!(f.headers[0].0, "event", "original case kept");
+    assert_eq!(f.headers().next().unwrap().0, "event", "original case kept");
 }
 
 #[test]
@@ -82,7 +76,10 @@ fn follows_body_up_to_end_command() {
     let Item::Frame(f) = &got[0] else { panic!() };
     assert_eq!(f.action_id(), Some("7"));
     assert_eq!(f.get("Name"), None, "output lines are body, not headers");
-    assert_eq!(f.body, vec!["Name: value-looking line", "", "last line"]);
+    assert_eq!(
+        f.body().collect::<Vec<_>>(),
+        vec!["Name: value-looking line", "", "last line"]
+    );
     assert_eq!(got[1], frame(&[("Event", "After")]));
 }
 
@@ -97,7 +94,7 @@ fn output_lines_of_asterisk_14_are_repeated_headers() {
 fn lines_without_colon_are_body() {
     let got = items(b"Event: X\r\njust text\r\n\r\n");
     let Item::Frame(f) = &got[0] else { panic!() };
-    assert_eq!(f.body, vec!["just text"]);
+    assert_eq!(f.body().collect::<Vec<_>>(), vec!["just text"]);
 }
 
 #[test]
