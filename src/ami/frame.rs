@@ -150,15 +150,22 @@ impl Frame {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|s| self.key(s).eq_ignore_ascii_case(key))
+            .find(|s| self.key_is(s, key))
             .map(|s| self.value(s))
+    }
+
+    /// Whether the key of `s` is `key`, ASCII case-insensitively (bytes compared, no string built).
+    fn key_is(&self, s: &Span, key: &str) -> bool {
+        (s.colon - s.start) as usize == key.len()
+            && self.text.as_bytes()[s.start as usize..s.colon as usize]
+                .eq_ignore_ascii_case(key.as_bytes())
     }
 
     /// Every value of `key`, in order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(move |s| self.key(s).eq_ignore_ascii_case(key))
+            .filter(move |s| self.key_is(s, key))
             .map(|s| self.value(s))
     }
 
@@ -189,24 +196,74 @@ impl Frame {
         }
         s
     }
+}
 
-    /// An exact-size copy (two allocations), for handing a frame built in a reused buffer over.
-    fn snapshot(&self) -> Frame {
-        Frame {
-            text: self.text.as_str().to_owned(),
-            headers: self.headers.as_slice().to_vec(),
-            body: self.body.as_slice().to_vec(),
+/// A frame as the decoder builds it: its lines' raw bytes, checked for UTF-8 once, when complete.
+#[derive(Debug, Default)]
+struct RawFrame {
+    bytes: Vec<u8>,
+    headers: Vec<Span>,
+    body: Vec<(u32, u32)>,
+}
+
+impl RawFrame {
+    fn is_empty(&self) -> bool {
+        self.headers.is_empty() && self.body.is_empty()
+    }
+
+    fn push_header(&mut self, key: &[u8], value: &[u8]) {
+        let start = offset(self.bytes.len());
+        self.bytes.extend_from_slice(key);
+        let colon = offset(self.bytes.len());
+        self.bytes.extend_from_slice(value);
+        let end = offset(self.bytes.len());
+        self.headers.push(Span { start, colon, end });
+    }
+
+    fn push_body(&mut self, line: &[u8]) {
+        let start = offset(self.bytes.len());
+        self.bytes.extend_from_slice(line);
+        self.body.push((start, offset(self.bytes.len())));
+    }
+
+    /// The finished frame, in exact-size allocations (two, three with a body). Text that is not
+    /// UTF-8 is decoded line by line: a line that is valid UTF-8 stays so, any other line is
+    /// Latin-1 (every byte one char), as if each line had been decoded on its own.
+    fn build(&self) -> Frame {
+        if let Ok(text) = std::str::from_utf8(&self.bytes) {
+            return Frame {
+                text: text.to_owned(),
+                headers: self.headers.as_slice().to_vec(),
+                body: self.body.as_slice().to_vec(),
+            };
         }
+        let b = &self.bytes;
+        let mut f = Frame::new();
+        for s in &self.headers {
+            let (key, value) = (
+                &b[s.start as usize..s.colon as usize],
+                &b[s.colon as usize..s.end as usize],
+            );
+            // ':' and ' ' are ASCII, so the line is UTF-8 exactly when both halves are.
+            match (std::str::from_utf8(key), std::str::from_utf8(value)) {
+                (Ok(k), Ok(v)) => f.push_header(k, v),
+                _ => f.push_header(&latin1(key), &latin1(value)),
+            }
+        }
+        for &(a, e) in &self.body {
+            f.push_body(&decode_line(&b[a as usize..e as usize]));
+        }
+        f
     }
 
     fn clear(&mut self) {
-        self.text.clear();
+        self.bytes.clear();
         self.headers.clear();
         self.body.clear();
         // One huge frame must not keep its buffer for the rest of the session.
         const KEEP: usize = 64 * 1024;
-        if self.text.capacity() > KEEP {
-            self.text.shrink_to(KEEP);
+        if self.bytes.capacity() > KEEP {
+            self.bytes.shrink_to(KEEP);
         }
         if self.headers.capacity() > KEEP / 8 {
             self.headers.shrink_to(KEEP / 8);
@@ -215,6 +272,10 @@ impl Frame {
             self.body.shrink_to(KEEP / 8);
         }
     }
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
 }
 
 /// Why bytes were thrown away.
@@ -294,7 +355,7 @@ pub struct Decoder {
 #[derive(Debug)]
 struct Builder {
     state: State,
-    frame: Frame,
+    frame: RawFrame,
     frame_size: usize,
     limits: Limits,
     stats: DecoderStats,
@@ -310,7 +371,7 @@ impl Default for Decoder {
 fn decode_line(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(bytes.iter().map(|&b| b as char).collect()),
+        Err(_) => Cow::Owned(latin1(bytes)),
     }
 }
 
@@ -323,7 +384,7 @@ impl Decoder {
             in_long_line: false,
             b: Builder {
                 state: State::Headers,
-                frame: Frame::default(),
+                frame: RawFrame::default(),
                 frame_size: 0,
                 limits,
                 stats: DecoderStats::default(),
@@ -385,7 +446,7 @@ impl Decoder {
             let item = if too_long {
                 self.b.discard(Discard::LineTooLong)
             } else {
-                self.b.line(&decode_line(&self.buf[line_start..line_end]))
+                self.b.line(&self.buf[line_start..line_end])
             };
             if item.is_some() {
                 return item;
@@ -431,13 +492,13 @@ impl Builder {
         if self.frame.is_empty() {
             return None;
         }
-        let frame = self.frame.snapshot();
+        let frame = self.frame.build();
         self.frame.clear();
         self.stats.frames += 1;
         Some(Item::Frame(frame))
     }
 
-    fn line(&mut self, text: &str) -> Option<Item> {
+    fn line(&mut self, text: &[u8]) -> Option<Item> {
         if self.state == State::Skipping {
             if text.is_empty() {
                 self.state = State::Headers;
@@ -448,8 +509,8 @@ impl Builder {
             return self.finish();
         }
         if self.frame.is_empty() {
-            if let Some(version) = text.strip_prefix(BANNER) {
-                return Some(Item::Banner(version.trim().to_string()));
+            if let Some(version) = text.strip_prefix(BANNER.as_bytes()) {
+                return Some(Item::Banner(decode_line(version).trim().to_string()));
             }
         }
         self.frame_size += text.len() + 2;
@@ -460,12 +521,12 @@ impl Builder {
             self.follows_line(text);
             return None;
         }
-        match text.find(':') {
+        match text.iter().position(|&b| b == b':') {
             Some(colon) => {
                 let key = &text[..colon];
                 let value = &text[colon + 1..];
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                if key.eq_ignore_ascii_case("Response") && value.trim() == "Follows" {
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                if key.eq_ignore_ascii_case(b"Response") && value.trim_ascii() == b"Follows" {
                     self.state = State::Follows;
                 }
                 self.frame.push_header(key, value);
@@ -475,8 +536,8 @@ impl Builder {
         None
     }
 
-    fn follows_line(&mut self, text: &str) {
-        if let Some(before) = text.trim_end().strip_suffix(END_COMMAND) {
+    fn follows_line(&mut self, text: &[u8]) {
+        if let Some(before) = text.trim_ascii_end().strip_suffix(END_COMMAND.as_bytes()) {
             if !before.is_empty() {
                 self.frame.push_body(before);
             }
@@ -485,10 +546,12 @@ impl Builder {
             return;
         }
         if self.frame.body.is_empty() {
-            if let Some((key, value)) = text.split_once(':') {
-                if key.eq_ignore_ascii_case("ActionID") || key.eq_ignore_ascii_case("Privilege") {
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    self.frame.push_header(key, value);
+            if let Some(colon) = text.iter().position(|&b| b == b':') {
+                let key = &text[..colon];
+                if key.eq_ignore_ascii_case(b"ActionID") || key.eq_ignore_ascii_case(b"Privilege") {
+                    let value = &text[colon + 1..];
+                    self.frame
+                        .push_header(key, value.strip_prefix(b" ").unwrap_or(value));
                     return;
                 }
             }
