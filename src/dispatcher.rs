@@ -218,9 +218,8 @@ impl Dispatcher {
                 for frame in &frames {
                     notes.extend(self.router.frame(frame));
                 }
-                drop(frames);
+                backlog.done(cost, frames);
                 self.deliver_all(notes);
-                backlog.done(cost);
             }
             AmiInput::Lost { frames } => {
                 stats::add(&self.counters.ami_resyncs, 1);

@@ -137,7 +137,7 @@ impl Link {
             AmiInput::Down => d.statuses.push_back(AmiStatus::Down { session }),
             AmiInput::Lost { frames } => panic!("{frames} frames lost"),
             AmiInput::Frames { frames, cost } => {
-                self.backlog.done(cost);
+                self.backlog.done(cost, Vec::new());
                 d.frames.extend(frames.into_iter().map(|f| (session, f)));
             }
         }
@@ -481,7 +481,7 @@ fn burst_into_a_stalled_dispatcher(queue_bytes: usize) -> (u64, u64, usize, usiz
                             .is_some_and(|id| id.starts_with("astcti-channels"))
                     })
                     .count() as u64;
-                link.backlog.done(cost);
+                link.backlog.done(cost, f);
             }
             AmiInput::Lost { frames: n } => {
                 lost += n;

@@ -46,20 +46,53 @@ pub enum AmiInput {
     Down,
 }
 
-/// Bytes of frames sent to the dispatcher and not yet worked off; shared by both threads.
-#[derive(Debug, Clone, Default)]
-pub struct Backlog(Arc<AtomicUsize>);
+/// Bytes of frames sent to the dispatcher and not yet worked off; shared by both threads. Worked-off
+/// batches go back to the link thread ([`Backlog::recycled`]), so that a frame's memory is freed by
+/// the thread that allocated it (no cross-thread `free`, which costs the allocator a lock) and a
+/// batch's `Vec` is used again.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    bytes: Arc<AtomicUsize>,
+    spent_tx: Sender<Vec<Frame>>,
+    spent_rx: Receiver<Vec<Frame>>,
+}
+
+/// Worked-off batches waiting to go back to the link thread, at most (the link takes them back
+/// at least every [`POLL`]); more are dropped where they are.
+const SPENT_BATCHES: usize = 4;
+
+impl Default for Backlog {
+    fn default() -> Self {
+        let (spent_tx, spent_rx) = crossbeam_channel::bounded(SPENT_BATCHES);
+        Backlog {
+            bytes: Arc::default(),
+            spent_tx,
+            spent_rx,
+        }
+    }
+}
 
 impl Backlog {
     pub fn get(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.bytes.load(Ordering::Acquire)
     }
     pub fn add(&self, n: usize) {
-        self.0.fetch_add(n, Ordering::AcqRel);
+        self.bytes.fetch_add(n, Ordering::AcqRel);
     }
-    /// The dispatcher is done with a batch of this cost.
-    pub fn done(&self, n: usize) {
-        self.0.fetch_sub(n, Ordering::AcqRel);
+    /// The dispatcher is done with a batch of this cost; its frames go back to the link thread.
+    pub fn done(&self, n: usize, frames: Vec<Frame>) {
+        self.bytes.fetch_sub(n, Ordering::AcqRel);
+        // Full (the link is between reads): dropped here instead; never waits.
+        let _ = self.spent_tx.try_send(frames);
+    }
+    /// An empty batch to fill: a worked-off one (its frames freed here) or a new one.
+    pub fn recycled(&self) -> Vec<Frame> {
+        let mut batch = self.spent_rx.try_recv().unwrap_or_default();
+        batch.clear();
+        while let Ok(more) = self.spent_rx.try_recv() {
+            drop(more);
+        }
+        batch
     }
 }
 
@@ -376,12 +409,12 @@ impl Link<'_> {
     /// Performs the session's outputs in order; `Some` ends the session. Frames are gathered and
     /// handed over as one batch (before any other output, so order is kept).
     fn carry_out(&mut self, sock: &mut TcpStream, outs: Vec<Out>) -> Option<End> {
-        let mut batch = Vec::new();
+        let mut batch = self.ch.backlog.recycled();
         // A write that fails (Asterisk already closed the connection) ends the session, but every
         // frame that arrived before the close is still handed over, in order.
         let mut end = None;
         for out in outs {
-            if !matches!(out, Out::Frame(_)) {
+            if !matches!(out, Out::Frame(_)) && !batch.is_empty() {
                 self.publish(std::mem::take(&mut batch));
             }
             match out {
