@@ -16,6 +16,15 @@ use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 /// Most bytes the writer hands to one `write` call.
 pub const MAX_BATCH: usize = 256 * 1024;
 
+/// What [`OutReceiver::next`] hands the writer.
+#[derive(Debug)]
+pub enum Batch {
+    /// One message alone: its bytes are written as they are.
+    One(Chunk),
+    /// Several messages, appended to the caller's buffer.
+    Buffered,
+}
+
 /// A message for the client: a fixed reply or owned notification bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Chunk {
@@ -104,27 +113,44 @@ impl OutReceiver {
     /// [`MAX_BATCH`] bytes, never splitting a message). False when every sender is gone and nothing
     /// is left.
     pub fn next_batch(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self.next(buf) {
+            None => false,
+            Some(Batch::One(c)) => {
+                buf.extend_from_slice(c.bytes());
+                true
+            }
+            Some(Batch::Buffered) => true,
+        }
+    }
+
+    /// As [`OutReceiver::next_batch`], but a message that is alone in the queue is handed over as it
+    /// is, to be written without copying (the common case: the dispatcher pushes everything one AMI
+    /// read brought for this agent as one message).
+    pub fn next(&mut self, buf: &mut Vec<u8>) -> Option<Batch> {
         let first = match self.carry.take() {
             Some(c) => c,
-            None => match self.rx.recv() {
-                Ok(c) => c,
-                Err(_) => return false,
-            },
+            None => self.rx.recv().ok()?,
+        };
+        let mut next = match self.rx.try_recv() {
+            Ok(c) => c,
+            Err(_) => return Some(Batch::One(first)),
         };
         buf.extend_from_slice(first.bytes());
-        while buf.len() < MAX_BATCH {
+        loop {
+            if buf.len() + next.bytes().len() > MAX_BATCH {
+                self.carry = Some(next);
+                break;
+            }
+            buf.extend_from_slice(next.bytes());
+            if buf.len() >= MAX_BATCH {
+                break;
+            }
             match self.rx.try_recv() {
-                Ok(c) if buf.len() + c.bytes().len() <= MAX_BATCH => {
-                    buf.extend_from_slice(c.bytes())
-                }
-                Ok(c) => {
-                    self.carry = Some(c);
-                    break;
-                }
+                Ok(c) => next = c,
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }
         }
-        true
+        Some(Batch::Buffered)
     }
 
     /// `n` bytes of the last batch were written: they no longer count against the bound.

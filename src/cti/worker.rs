@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 
-use super::outq::{out_queue, Chunk, OutQueue, OutReceiver};
+use super::outq::{out_queue, Batch, Chunk, OutQueue, OutReceiver};
 use super::proto::{self, LineBuffer, OrigRequest, MAX_LINE};
 use super::session::{AgentRow, Env, Session};
 use crate::admission::Slots;
@@ -283,14 +283,20 @@ fn audit(id: ClientId, peer: SocketAddr, fields: &str) {
 
 /// The writer thread: batches from the queue, one `write_all` each.
 fn writer(sock: Arc<TcpStream>, mut rx: OutReceiver, id: ClientId, counters: Arc<Counters>) {
-    let mut batch = Vec::with_capacity(4096);
-    while rx.next_batch(&mut batch) {
-        if let Err(e) = (&*sock).write_all(&batch) {
+    // Empty until several messages are waiting at once; a message alone is written from its own
+    // bytes.
+    let mut batch = Vec::new();
+    while let Some(next) = rx.next(&mut batch) {
+        let bytes = match &next {
+            Batch::One(chunk) => chunk.bytes(),
+            Batch::Buffered => &batch[..],
+        };
+        if let Err(e) = (&*sock).write_all(bytes) {
             if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
                 counters.cut(CutReason::WriteStalled);
                 log::warn!(
                     "client-{id}: cut: no write progress within CTI_CLIENT_WRITE_TIMEOUT ({} bytes unsent)",
-                    batch.len()
+                    bytes.len()
                 );
             } else {
                 log::info!("client-{id}: write failed ({e}): closing");
@@ -298,10 +304,10 @@ fn writer(sock: Arc<TcpStream>, mut rx: OutReceiver, id: ClientId, counters: Arc
             let _ = sock.shutdown(Shutdown::Both);
             return;
         }
-        rx.written(batch.len());
+        rx.written(bytes.len());
         batch.clear();
         if batch.capacity() > 64 * 1024 {
-            batch.shrink_to(4096);
+            batch = Vec::new();
         }
     }
 }
@@ -437,7 +443,8 @@ fn read_loop(
 ) -> &'static str {
     let login_deadline = started + settings.login_timeout;
     let mut lines = LineBuffer::new(MAX_LINE);
-    let mut buf = [0u8; 4096];
+    // Commands are short lines; a small buffer keeps the thread's stack to few pages.
+    let mut buf = [0u8; 512];
     let mut reader = sock;
     loop {
         // Before login the login deadline may come first; after it only silence counts.
