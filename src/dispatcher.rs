@@ -349,8 +349,9 @@ pub fn run(ch: DispatcherChannels, settings: Settings, metrics: MetricsSink) {
 mod tests {
     use super::*;
     use crate::ami::OrigRequest;
-    use crate::cti::outq::{out_queue, OutReceiver};
+    use crate::cti::outq::{self, QueueConfig};
     use crossbeam_channel::{bounded, unbounded};
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     /// A connected loopback socket pair: (server side, client side).
@@ -369,19 +370,55 @@ mod tests {
         )
     }
 
-    fn login(
+    /// Logs a client in on `ext` with a queue of `bytes`; its socket's other end. `full`: the
+    /// socket's buffers are filled first, so that everything delivered waits in the queue.
+    fn login_with(
         d: &mut Dispatcher,
         id: ClientId,
         ext: &str,
         bytes: usize,
-    ) -> (OutReceiver, TcpStream) {
-        let (queue, rx) = out_queue(bytes);
-        let (sock, client) = pair();
+        full: bool,
+    ) -> TcpStream {
+        let (mut sock, client) = pair();
+        if full {
+            // Small fixed buffers (no autotuning), filled until a round takes nothing.
+            socket2::SockRef::from(&client)
+                .set_recv_buffer_size(4096)
+                .unwrap();
+            socket2::SockRef::from(&sock)
+                .set_send_buffer_size(4096)
+                .unwrap();
+            sock.set_nonblocking(true).unwrap();
+            let chunk = vec![b'.'; 64 * 1024];
+            loop {
+                let mut took = 0;
+                while let Ok(n) = sock.write(&chunk) {
+                    took += n;
+                }
+                if took == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sock.set_nonblocking(false).unwrap();
+        }
+        let sock = Arc::new(sock);
+        let (queue, finisher) = outq::start(
+            sock.clone(),
+            QueueConfig {
+                id,
+                limit: bytes,
+                write_timeout: Duration::from_secs(60),
+                counters: Arc::new(Counters::default()),
+            },
+        )
+        .unwrap();
+        std::mem::forget(finisher);
         d.on_client(ClientEvent::Connected {
             id,
             peer: sock.peer_addr().unwrap(),
             queue,
-            sock: Arc::new(sock),
+            sock,
         });
         let (reply, ok) = bounded(1);
         d.on_client(ClientEvent::Register {
@@ -391,14 +428,33 @@ mod tests {
             reply,
         });
         assert!(ok.recv().unwrap());
-        (rx, client)
+        client
+    }
+
+    fn login(d: &mut Dispatcher, id: ClientId, ext: &str, bytes: usize) -> TcpStream {
+        login_with(d, id, ext, bytes, false)
+    }
+
+    /// What arrives on `c` until it has been quiet for 200 ms.
+    fn received(c: &mut TcpStream) -> String {
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(all).unwrap()
     }
 
     #[test]
     fn a_client_past_its_byte_bound_is_cut_and_nobody_waits() {
         let (mut d, _cmd) = dispatcher();
-        let (_slow_rx, mut slow_client) = login(&mut d, 1, "SIP/201", 10);
-        let (mut fast_rx, _fast_client) = login(&mut d, 2, "SIP/202", 10);
+        let mut slow_client = login_with(&mut d, 1, "SIP/201", 10, true);
+        let mut fast_client = login(&mut d, 2, "SIP/202", 10);
         assert!(d.deliver("SIP/201", b"12345".to_vec()));
         assert!(
             d.deliver("SIP/201", b"67890".to_vec()),
@@ -414,22 +470,18 @@ mod tests {
             1
         );
         assert!(!d.deliver("SIP/201", b"y".to_vec()), "no longer registered");
-        use std::io::Read;
+        // Its socket was shut down: what the buffers held, then the end.
         slow_client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let mut b = [0u8; 8];
-        assert_eq!(
-            slow_client.read(&mut b).unwrap(),
-            0,
-            "its socket was shut down"
-        );
-        // The other agent is served as before, everything in one batch.
+        let mut rest = Vec::new();
+        slow_client
+            .read_to_end(&mut rest)
+            .expect("its socket was shut down");
+        // The other agent is served as before.
         assert!(d.deliver("SIP/202", b"z".to_vec()));
         assert!(d.deliver("SIP/202", b"w".to_vec()));
-        let mut batch = Vec::new();
-        assert!(fast_rx.next_batch(&mut batch));
-        assert_eq!(batch, b"zw");
+        assert_eq!(received(&mut fast_client), "zw");
         assert_eq!(d.stats().delivered, 4);
     }
 
@@ -452,7 +504,7 @@ mod tests {
         use crate::ami::dialect::Dialect;
         let (mut d, cmd_rx) = dispatcher();
         let backlog = Backlog::default();
-        let (mut rx, _c) = login(&mut d, 1, "SIP/201", 1 << 20);
+        let mut c = login(&mut d, 1, "SIP/201", 1 << 20);
         let up = || AmiInput::Up {
             dialect: Dialect::V12Plus,
             version: "5.0".into(),
@@ -493,9 +545,7 @@ mod tests {
             &backlog,
         );
         assert_eq!(d.router.tracker().legs(), 1);
-        let mut batch = Vec::new();
-        assert!(rx.next_batch(&mut batch));
-        let text = String::from_utf8(batch).unwrap();
+        let text = received(&mut c);
         assert_eq!(text.matches("<event id=\"Hangup\">").count(), 1, "{text}");
         assert!(text.contains("SIP/201-1"), "{text}");
     }
@@ -505,7 +555,7 @@ mod tests {
         use crate::ami::dialect::Dialect;
         let (mut d, _cmd) = dispatcher();
         let backlog = Backlog::default();
-        let (mut rx, _c) = login(&mut d, 1, "SIP/201", 1 << 20);
+        let mut c = login(&mut d, 1, "SIP/201", 1 << 20);
         d.on_ami(
             AmiInput::Up {
                 dialect: Dialect::V12Plus,
@@ -532,9 +582,7 @@ mod tests {
             &backlog,
         );
         assert_eq!(d.router.tracker().legs(), 2, "B listed, C new, A gone");
-        let mut batch = Vec::new();
-        assert!(rx.next_batch(&mut batch));
-        let text = String::from_utf8(batch).unwrap();
+        let text = received(&mut c);
         assert!(text.contains("Hangup"), "the agent on A is told: {text}");
         assert!(text.contains("SIP/201-1"), "{text}");
         assert_eq!(

@@ -173,6 +173,8 @@ impl Server {
             settings: settings.clone(),
             throttle: throttle.clone(),
         };
+        // The one thread that retries clients whose socket was full (Unix; part of the baseline).
+        crate::cti::outq::start_flusher();
         let stop_accepting = Arc::new(AtomicBool::new(false));
         let flag = stop_accepting.clone();
         let listener = spawn("listener", move || listener::run(sock, ctx, flag))?;

@@ -1,38 +1,36 @@
-//! The `client-N` threads: one reader (this module's [`serve`]) and one writer (`client-N-w`) per
-//! connection, sharing the one socket (one descriptor per client).
+//! The `client-N` threads: one per connection (the reader, this module's [`serve`]), on the one
+//! socket (one descriptor per client).
 //!
 //! Shell around [`LineBuffer`] and [`Session`]. The reader frames lines, runs the session and queues
 //! replies; the credentials are checked by the `db-N` login threads ([`Logins`]), never here, so this
-//! thread only waits — until its login deadline at most. The writer sends, in order and in as few
-//! `write` calls as the socket takes, everything queued for it (replies from the reader, notifications
-//! from the dispatcher) on an [`OutQueue`] bounded in bytes. A write that makes no progress for
-//! `CTI_CLIENT_WRITE_TIMEOUT` cuts the client (counted, logged).
+//! thread only waits — until its login deadline at most, on a small stack (`CLIENT_STACK`).
+//! Everything for the client (replies from the reader, notifications from the dispatcher) goes
+//! through its [`OutQueue`], bounded in bytes, which sends at once without ever waiting (Unix; a
+//! writer thread `client-N-w` elsewhere): see `cti::outq`. A client whose socket takes nothing for
+//! `CTI_CLIENT_WRITE_TIMEOUT` is cut (counted, logged).
 //!
 //! Every way a connection ends — EOF, timeout, QUIT, a too-long line, a cut, an error or a panic —
-//! goes through [`Leave`]'s `Drop`: the dispatcher forgets the registration, the writer sends what
-//! is still queued and is joined, the socket is shut down and the admission slot is freed.
+//! goes through [`Leave`]'s `Drop`: the dispatcher forgets the registration, what is still queued is
+//! sent (within the write timeout), the socket is shut down and the admission slot is freed.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 
-use super::outq::{out_queue, Batch, Chunk, OutQueue, OutReceiver};
+use super::outq::{self, Chunk, Finisher, OutQueue, QueueConfig};
 use super::proto::{self, LineBuffer, OrigRequest, MAX_LINE};
 use super::session::{AgentRow, Env, Session};
 use crate::admission::Slots;
 use crate::registry::ClientId;
-use crate::stats::{self, Counters, CutReason};
+use crate::stats::{self, Counters};
 use crate::store::Logins;
 use crate::throttle::{Refusal, Throttle};
 
 /// How long a reader waits for the dispatcher to answer a login question.
 const DISPATCHER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Stack of a writer thread: it only copies bytes to the socket.
-pub const WRITER_STACK: usize = 64 * 1024;
 
 /// What client threads tell the dispatcher.
 #[derive(Debug)]
@@ -281,37 +279,6 @@ fn audit(id: ClientId, peer: SocketAddr, fields: &str) {
     log::info!(target: "audit", "audit: {fields} client=client-{id} address={peer}");
 }
 
-/// The writer thread: batches from the queue, one `write_all` each.
-fn writer(sock: Arc<TcpStream>, mut rx: OutReceiver, id: ClientId, counters: Arc<Counters>) {
-    // Empty until several messages are waiting at once; a message alone is written from its own
-    // bytes.
-    let mut batch = Vec::new();
-    while let Some(next) = rx.next(&mut batch) {
-        let bytes = match &next {
-            Batch::One(chunk) => chunk.bytes(),
-            Batch::Buffered => &batch[..],
-        };
-        if let Err(e) = (&*sock).write_all(bytes) {
-            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-                counters.cut(CutReason::WriteStalled);
-                log::warn!(
-                    "client-{id}: cut: no write progress within CTI_CLIENT_WRITE_TIMEOUT ({} bytes unsent)",
-                    bytes.len()
-                );
-            } else {
-                log::info!("client-{id}: write failed ({e}): closing");
-            }
-            let _ = sock.shutdown(Shutdown::Both);
-            return;
-        }
-        rx.written(bytes.len());
-        batch.clear();
-        if batch.capacity() > 64 * 1024 {
-            batch = Vec::new();
-        }
-    }
-}
-
 fn set_keepalive(sock: &TcpStream, seconds: u32) {
     if seconds == 0 {
         return;
@@ -338,7 +305,7 @@ struct Leave<'a> {
     id: ClientId,
     ctx: &'a WorkerContext,
     sock: Arc<TcpStream>,
-    writer: Option<JoinHandle<()>>,
+    finisher: Option<Finisher>,
 }
 
 impl Drop for Leave<'_> {
@@ -347,11 +314,10 @@ impl Drop for Leave<'_> {
             .ctx
             .events
             .send(ClientEvent::Disconnected { id: self.id });
-        if let Some(w) = self.writer.take() {
-            // The writer sends what is still queued (a `900 BYE`, say) and ends once the dispatcher
-            // has dropped its queue handle; a client that does not read costs at most
-            // CTI_CLIENT_WRITE_TIMEOUT here, and a shut-down socket nothing.
-            let _ = w.join();
+        if let Some(f) = self.finisher.take() {
+            // What is still queued (a `900 BYE`, say) is sent first; a client that does not read
+            // costs at most CTI_CLIENT_WRITE_TIMEOUT here, and a shut-down socket nothing.
+            f.finish();
         }
         let _ = self.sock.shutdown(Shutdown::Both);
         self.ctx.slots.release(self.id);
@@ -366,25 +332,31 @@ pub fn serve(id: ClientId, sock: Arc<TcpStream>, peer: SocketAddr, ctx: WorkerCo
         id,
         ctx: &ctx,
         sock: sock.clone(),
-        writer: None,
+        finisher: None,
     };
     let settings = ctx.settings();
     let _ = sock.set_write_timeout(Some(settings.write_timeout));
     let _ = sock.set_nodelay(true);
     set_keepalive(&sock, settings.keepalive);
-    let (queue, rx) = out_queue(settings.queue_bytes);
-    let (wsock, counters) = (sock.clone(), ctx.counters.clone());
-    let spawned = thread::Builder::new()
-        .name(format!("client-{id}-w"))
-        .stack_size(WRITER_STACK)
-        .spawn(move || writer(wsock, rx, id, counters));
-    match spawned {
-        Ok(h) => leave.writer = Some(h),
+    let started_queue = outq::start(
+        sock.clone(),
+        QueueConfig {
+            id,
+            limit: settings.queue_bytes,
+            write_timeout: settings.write_timeout,
+            counters: ctx.counters.clone(),
+        },
+    );
+    let queue = match started_queue {
+        Ok((queue, finisher)) => {
+            leave.finisher = Some(finisher);
+            queue
+        }
         Err(e) => {
-            log::warn!("client-{id}: cannot start its writer thread ({e}): closing");
+            log::warn!("client-{id}: {e}: closing");
             return;
         }
-    }
+    };
     if queue.push(Chunk::Static(proto::WELCOME)).is_err() {
         return;
     }
