@@ -89,7 +89,10 @@ pub fn main() -> i32 {
         return EXIT_OK;
     }
     if let Err(e) = crate::logging::init(
-        Some(&config.logging.directory),
+        config
+            .logging
+            .active
+            .then_some(config.logging.directory.as_path()),
         config.logging.level,
         opts.debug,
         config.logging.keep_days,
@@ -99,6 +102,13 @@ pub fn main() -> i32 {
     }
     for w in &warnings {
         log::warn!("{w}");
+    }
+    if !config.logging.active {
+        log::info!(
+            "no log files: ACTIVE is false in {} (set it to true for the daily files in {})",
+            config.file.display(),
+            config.logging.directory.display()
+        );
     }
     let open_record = |path: &Path| {
         let mut o = std::fs::OpenOptions::new();

@@ -1,6 +1,7 @@
 //! The logs an administrator lives with, through the real binary: under systemd (JOURNAL_STREAM set)
 //! stderr lines carry syslog priorities and no timestamp and stop at Info (the file keeps the debug
-//! trace); old daily files go after LOG_KEEP_DAYS; log files are not world-readable.
+//! trace); old daily files go after LOG_KEEP_DAYS; log files are not world-readable; `ACTIVE=false`
+//! writes no log file at all.
 
 mod common;
 
@@ -79,5 +80,52 @@ fn daily_files_older_than_log_keep_days_are_removed_and_others_kept() {
             .expect("today's file");
         let mode = today.metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
+    }
+}
+
+#[test]
+fn active_false_writes_no_log_file_and_says_so() {
+    let quiet = Server::start_with(Options {
+        logging: vec![("ACTIVE", "false".into())],
+        ..Options::default()
+    });
+    let loud = Server::start();
+    for s in [&quiet, &loud] {
+        let user = unique("act");
+        let secret = add_agent(&user, "pw", Some(&unique("SIP/")), None);
+        let mut c = s.login(&user, &secret);
+        c.send("NOOP\n");
+        c.expect(b"100 OK\n");
+        assert!(s.wait_log("logged in as", Duration::from_secs(5)));
+    }
+    let files = |s: &Server| -> Vec<String> {
+        std::fs::read_dir(s.dir.join("logs"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(files(&quiet).is_empty(), "{:?}", files(&quiet));
+    assert!(
+        quiet
+            .stderr_text()
+            .contains("no log files: ACTIVE is false in "),
+        "{}",
+        quiet.stderr_text()
+    );
+    // The same start with ACTIVE=true has its daily file, with the login in it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text: String = files(&loud)
+            .iter()
+            .map(|f| std::fs::read_to_string(loud.dir.join("logs").join(f)).unwrap_or_default())
+            .collect();
+        if text.contains("logged in as") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", files(&loud));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -85,7 +85,11 @@ impl Config {
             e(
                 "logging",
                 "ACTIVE",
-                format!("{} (ignored, as in the original)", l.active),
+                if l.active {
+                    "true (daily log files in DIRECTORY)".to_string()
+                } else {
+                    "false (no log files; stderr only)".to_string()
+                },
             ),
             e("logging", "DIRECTORY", l.directory.display().to_string()),
             e("logging", "LOG_LEVEL", l.level.to_string()),

@@ -330,10 +330,11 @@ impl<'a> Reader<'a> {
         )?))
     }
 
-    /// A boolean the server ignores (`ACTIVE`, read for compatibility): any value is accepted;
-    /// `true`/`yes`/`1`/`on` read as true.
-    fn ignored_boolean(&self, section: &str, key: &str) -> bool {
-        self.get(section, key).is_some_and(|e| {
+    /// A lenient boolean (`ACTIVE`, which the original read but never used, so old files hold
+    /// anything there): `true`/`yes`/`1`/`on` read as true, any other value as false, a missing key
+    /// as `missing`. Never an error.
+    fn lenient_boolean(&self, section: &str, key: &str, missing: bool) -> bool {
+        self.get(section, key).map_or(missing, |e| {
             matches!(
                 e.value.trim().to_ascii_lowercase().as_str(),
                 "true" | "yes" | "1" | "on"
@@ -355,7 +356,7 @@ impl<'a> Reader<'a> {
         };
         let dir = self.nonempty("logging", "DIRECTORY")?;
         let logging = LoggingConfig {
-            active: self.ignored_boolean("logging", "ACTIVE"),
+            active: self.lenient_boolean("logging", "ACTIVE", true),
             directory: expand_path(&dir, app_dir),
             level: self.int("logging", "LOG_LEVEL", Some(31), 0, 255)? as u32,
             stats_interval: self.secs("logging", "STATS_INTERVAL", 300, 0)?,

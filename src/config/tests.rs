@@ -35,7 +35,7 @@ fn shipped_file_parses_with_original_values() {
     assert_eq!(c.database.timeout, Duration::from_secs(30));
     assert_eq!(c.database.retry_times, 0);
     assert_eq!(c.database.retry_wait, Duration::from_secs(10));
-    assert!(!c.logging.active);
+    assert!(c.logging.active, "the shipped file writes the log files");
     assert_eq!(c.logging.directory, PathBuf::from("/opt/astcti//logs/"));
     assert_eq!(c.logging.level, 63);
     assert_eq!(c.manager.socket_timeout, Duration::from_secs(120));
@@ -263,7 +263,8 @@ fn a_bad_ip_is_an_error_but_the_ignored_active_takes_any_value() {
     let e = err_of(&file(DB, LOG, MGR, CTI).replace(r#"value="0.0.0.0""#, r#"value="localhost""#));
     assert_eq!(e.key.as_deref(), Some("CTI_SERVER_LISTEN_IP"));
     assert!(e.message.contains("not an IPv4 or IPv6 address"), "{e}");
-    // ACTIVE is documented as ignored: "yes", "on", "1" or anything else never stop the server.
+    // ACTIVE switches the log files: "yes", "on", "1" are true, anything else false, and no value
+    // ever stops the server.
     for v in ["yes", "on", "1", "nope", ""] {
         let log = format!(r#"{LOG}<add key="ACTIVE" value="{v}"/>"#);
         let (c, _) = Config::from_xml(

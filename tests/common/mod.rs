@@ -134,11 +134,11 @@ pub fn write_config(dir: &std::path::Path, opts: &Options) -> PathBuf {
         ("MYSQL_DBMS", d.db.clone()),
         ("MYSQL_TIMEOUT", opts.mysql_timeout.unwrap_or(5).to_string()),
     ];
-    let mut logging = vec![
-        ("ACTIVE", "false".to_string()),
-        ("DIRECTORY", format!("{}/logs/", dir.display())),
-        ("LOG_LEVEL", opts.log_level.unwrap_or(63).to_string()),
-    ];
+    let mut logging = vec![("DIRECTORY", format!("{}/logs/", dir.display()))];
+    if !opts.logging.iter().any(|(k, _)| *k == "ACTIVE") {
+        logging.insert(0, ("ACTIVE", "true".to_string()));
+    }
+    logging.push(("LOG_LEVEL", opts.log_level.unwrap_or(63).to_string()));
     if let Some(s) = opts.stats_interval {
         logging.push(("STATS_INTERVAL", s.to_string()));
     }
