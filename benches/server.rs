@@ -638,10 +638,20 @@ fn main() {
         let mut s = Session::start(agents);
         let pid = s.server.child.id();
         if agents >= 1000 {
+            // The goal is judged on the largest login burst of the run (the longest sample; the
+            // smaller ones are shown too).
             row(
                 format!("logins/s, {agents} agents, 8 clients logging in at once"),
-                format!("{:.0} logins/s", s.login_rate),
-                format!("≥ 5,000: {}", met(s.login_rate >= 5000.0)),
+                format!(
+                    "{:.0} logins/s ({agents} logins in {:.2} s)",
+                    s.login_rate,
+                    agents as f64 / s.login_rate
+                ),
+                if agents == most {
+                    format!("≥ 5,000: {}", met(s.login_rate >= 5000.0))
+                } else {
+                    String::new()
+                },
             );
             let limit = if agents == 1000 { 30.0 } else { 150.0 };
             row(
