@@ -17,7 +17,8 @@
 //! to the agent thread's `read` returning the notification's last byte. Server CPU is the sum of the
 //! server's threads' run time (`/proc/PID/task/*/schedstat`) over a run.
 //!
-//! Figures, each with its goal: sustained events/s and notifications/s with zero loss at 1, 100, 1,000
+//! Figures, each with its goal: the generator alone into a socket that is read and discarded (how
+//! much faster than the server it writes); sustained events/s and notifications/s with zero loss at 1, 100, 1,000
 //! and 10,000 agents (the median of RUNS full-speed runs; when a full-speed run loses anything the
 //! highest loss-free paced rate is searched, on a fresh server each time); server CPU per event at
 //! 1k and 10k events/s and at full speed; p50/p99/p99.9 latency at 1k and 10k events/s with 1,000
@@ -634,6 +635,47 @@ fn main() {
     );
     println!("| figure | value | goal |");
     println!("|---|---|---|");
+    {
+        // The generator alone, into a reader that only discards: how much faster than the server
+        // it writes.
+        let gen = Generator::start();
+        let sink = TcpStream::connect(gen.addr).unwrap();
+        let closer = sink.try_clone().unwrap();
+        let drain = std::thread::spawn(move || {
+            let mut sink = sink;
+            let mut buf = vec![0u8; 256 * 1024];
+            while matches!(sink.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        let mut router = Router::default();
+        router.session(Dialect::from_banner("9.0.0"));
+        let stream = Arc::new(render(
+            &capture,
+            1,
+            0..FAST_ROUNDS,
+            &mut router,
+            &HashMap::new(),
+        ));
+        let mut rates: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                gen.play(stream.clone(), None);
+                stream.ends.len() as f64 / t.elapsed().as_secs_f64()
+            })
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        row(
+            "load generator alone, into a socket read and discarded".into(),
+            format!(
+                "{:.0} events/s ({:.0} MB/s), median of {RUNS}",
+                rates[RUNS / 2],
+                rates[RUNS / 2] * stream.bytes.len() as f64 / stream.ends.len() as f64 / 1e6
+            ),
+            String::new(),
+        );
+        drop(gen);
+        let _ = closer.shutdown(std::net::Shutdown::Both);
+        let _ = drain.join();
+    }
     for &agents in &counts {
         let mut s = Session::start(agents);
         let pid = s.server.child.id();
