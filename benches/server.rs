@@ -624,11 +624,8 @@ fn main() {
     )
     .unwrap();
 
-    let mut rows: Vec<String> = Vec::new();
-    let mut row = |figure: String, value: String, goal: String| {
-        let line = format!("| {figure} | {value} | {goal} |");
-        println!("{line}");
-        rows.push(line);
+    let row = |figure: String, value: String, goal: String| {
+        println!("| {figure} | {value} | {goal} |");
     };
     println!(
         "astcti-server end to end: load generator → AMI → server → {counts:?} agents over loopback, MariaDB logins"
