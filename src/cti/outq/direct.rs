@@ -362,6 +362,24 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_send_closes_the_queue() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let (q, _f) = start(Arc::new(s), cfg(1 << 20, Duration::from_secs(60))).unwrap();
+        drop(c);
+        // The first bytes after the peer closed are taken; its reset makes a later send fail, and
+        // from then on every push is refused (the reader sees the same end on its side).
+        let t = Instant::now();
+        while q.push(Chunk::Static(b"x\n")) != Err(PushError::Closed) {
+            assert!(t.elapsed() < Duration::from_secs(5), "never failed");
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(q.push(Chunk::Static(b"y\n")), Err(PushError::Closed));
+        assert_eq!(q.queued(), 0);
+    }
+
+    #[test]
     fn a_client_without_progress_is_cut_by_the_flusher() {
         let (s, mut c) = full_pair();
         let counters = Arc::new(Counters::default());
