@@ -96,7 +96,7 @@ impl Dispatcher {
                 self.clients.insert(id, Client { peer, queue, sock });
             }
             ClientEvent::QueryUser { username, reply } => {
-                let _ = reply.send(self.registry.user_logged_in(&username));
+                reply.send(self.registry.user_logged_in(&username));
             }
             ClientEvent::Register {
                 id,
@@ -115,7 +115,7 @@ impl Dispatcher {
                         escape(&ext)
                     );
                 }
-                let _ = reply.send(ok);
+                reply.send(ok);
             }
             ClientEvent::Originate { id, ext, request } => {
                 let what = format!(
@@ -350,7 +350,7 @@ mod tests {
     use super::*;
     use crate::ami::OrigRequest;
     use crate::cti::outq::{self, QueueConfig};
-    use crossbeam_channel::{bounded, unbounded};
+    use crossbeam_channel::unbounded;
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
@@ -420,14 +420,17 @@ mod tests {
             queue,
             sock,
         });
-        let (reply, ok) = bounded(1);
+        let (reply, ok) = crate::oneshot::oneshot();
         d.on_client(ClientEvent::Register {
             id,
             username: format!("u{id}"),
             ext: ext.into(),
             reply,
         });
-        assert!(ok.recv().unwrap());
+        assert_eq!(
+            ok.recv_deadline(std::time::Instant::now() + Duration::from_secs(5)),
+            Some(true)
+        );
         client
     }
 

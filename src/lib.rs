@@ -20,6 +20,7 @@ pub mod listener;
 pub mod logging;
 pub mod netlist;
 pub mod offline;
+pub mod oneshot;
 pub mod registry;
 pub mod replay;
 pub mod route;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
+use crate::oneshot::{oneshot, Reply};
 use crate::stats::{self, Counters};
 
 use mysql::prelude::Queryable;
@@ -254,7 +255,7 @@ struct Request {
     username: String,
     secret: String,
     deadline: Instant,
-    reply: Sender<Answer>,
+    reply: Reply<Answer>,
 }
 
 #[derive(Debug, Default)]
@@ -343,7 +344,7 @@ fn login_thread(rx: Receiver<Request>, store: &dyn Store, health: &Mutex<Health>
                 }
             }
         }
-        let _ = req.reply.send(answer);
+        req.reply.send(answer);
     }
 }
 
@@ -356,7 +357,7 @@ impl Logins {
             .unwrap_or_else(PoisonError::into_inner)
             .admit(now)?;
         let deadline = deadline.min(now + self.timeout);
-        let (reply, answer) = bounded(1);
+        let (reply, answer) = oneshot();
         let req = Request {
             username: username.to_string(),
             secret: secret.to_string(),
@@ -371,7 +372,7 @@ impl Logins {
             Err(TrySendError::Disconnected(_)) => return Err("the server is stopping".into()),
         }
         let waited_full = deadline == now + self.timeout;
-        answer.recv_deadline(deadline).unwrap_or_else(|_| {
+        answer.recv_deadline(deadline).unwrap_or_else(|| {
             let why = format!(
                 "no answer from the database within {:.1} s (MYSQL_TIMEOUT or the login timeout)",
                 deadline.saturating_duration_since(now).as_secs_f32()

@@ -18,12 +18,13 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::Sender;
 
-use super::outq::{self, Chunk, Finisher, OutQueue, QueueConfig};
+use super::outq::{self, Chunk, Finisher, OutQueue, PushError, QueueConfig};
 use super::proto::{self, LineBuffer, OrigRequest, MAX_LINE};
 use super::session::{AgentRow, Env, Session};
 use crate::admission::Slots;
+use crate::oneshot::{oneshot, Reply};
 use crate::registry::ClientId;
 use crate::stats::{self, Counters};
 use crate::store::Logins;
@@ -43,13 +44,13 @@ pub enum ClientEvent {
     },
     QueryUser {
         username: String,
-        reply: Sender<bool>,
+        reply: Reply<bool>,
     },
     Register {
         id: ClientId,
         username: String,
         ext: String,
-        reply: Sender<bool>,
+        reply: Reply<bool>,
     },
     Originate {
         id: ClientId,
@@ -172,12 +173,13 @@ impl NoteLimiter {
 }
 
 impl WorkerEnv<'_> {
-    fn ask(&self, make: impl FnOnce(Sender<bool>) -> ClientEvent) -> bool {
-        let (tx, rx) = bounded(1);
+    fn ask(&self, make: impl FnOnce(Reply<bool>) -> ClientEvent) -> bool {
+        let (tx, rx) = oneshot();
         if self.ctx.events.send(make(tx)).is_err() {
             return false;
         }
-        rx.recv_timeout(DISPATCHER_TIMEOUT).unwrap_or(false)
+        rx.recv_deadline(Instant::now() + DISPATCHER_TIMEOUT)
+            .unwrap_or(false)
     }
 }
 
@@ -470,9 +472,18 @@ fn read_loop(
             };
             let step = session.handle(&line, &mut env);
             if let Some(reply) = step.reply {
-                if let Err(e) = queue.push(Chunk::Static(reply)) {
-                    log::warn!("client-{id}: not reading its replies ({e:?}): closing");
-                    return "not_reading";
+                match queue.push(Chunk::Static(reply)) {
+                    Ok(()) => {}
+                    // The connection is already gone (the client closed or reset it): nothing
+                    // to warn about.
+                    Err(PushError::Closed) => {
+                        log::info!("client-{id}: the connection closed before the reply: closing");
+                        return "closed_by_client";
+                    }
+                    Err(e) => {
+                        log::warn!("client-{id}: not reading its replies ({e:?}): closing");
+                        return "not_reading";
+                    }
                 }
             }
             if step.close {
