@@ -2,8 +2,8 @@
 //!
 //! Core (no I/O). Used for the questions a client thread asks and waits on (is this user logged in,
 //! register me, check these credentials): a `Mutex` and a `Condvar` in one small allocation. A
-//! `crossbeam_channel::bounded(1)` does the same job in a block of about 700 bytes (its fields are
-//! padded to cache lines), and a client thread that frees three of those per login keeps them in
+//! `crossbeam_channel::bounded(1)` does the same job in a block of several hundred bytes (its fields
+//! are padded to cache lines), and a client thread that frees three of those per login keeps them in
 //! glibc's per-thread cache for as long as it lives, idle (docs/PERFORMANCE.md).
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
