@@ -6,15 +6,14 @@
 #   mariadb_root DIR [args...]        runs the mariadb client as root over the instance's socket
 #   mariadb_stop DIR                  stops the instance
 
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+
 mariadb_ensure_installed() {
   if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
     return 0
   fi
   echo "== installing MariaDB from Debian packages"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+  apt_install mariadb-server mariadb-client
 }
 
 _mariadbd() {

@@ -23,12 +23,7 @@ check=no
 
 say() { echo "== release: $*"; }
 die() { echo "release: FAILED: $*" >&2; exit 1; }
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-apt_install() {
-  $sudo apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
-}
+. scripts/apt.sh
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 triple=x86_64-unknown-linux-gnu

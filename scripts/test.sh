@@ -5,6 +5,8 @@
 #   scripts/test.sh --bench [cargo bench arguments...]   the benchmarks (docs/PERFORMANCE.md) instead
 #                                  of the tests
 #   scripts/test.sh --stop-db      stops the private MariaDB
+# Every test binary and every step runs even when an earlier one failed; the last lines name what
+# failed and count the tests ("summary: N passed, N failed"), each step above counting as one.
 # Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306, or
 # the next free port).
 set -euo pipefail
@@ -28,11 +30,8 @@ if ! command -v Xvfb >/dev/null 2>&1 || ! command -v dunst >/dev/null 2>&1 \
    || ! command -v tesseract >/dev/null 2>&1 \
    || ! ldconfig -p | grep -q 'libxkbcommon-x11.so.0' || ! ldconfig -p | grep -q 'libGL.so.1'; then
   echo "== installing xvfb, dunst, dbus, xdotool, imagemagick and tesseract-ocr from Debian packages"
-  sudo_=""
-  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq xvfb dunst dbus xdotool imagemagick tesseract-ocr \
-    libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6 >/dev/null
+  apt_install xvfb dunst dbus xdotool imagemagick tesseract-ocr \
+    libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6
 fi
 mariadb_start "$dir" "$port"
 port="$MARIADB_PORT"
@@ -64,17 +63,73 @@ if [ "${1:-}" = "--bench" ]; then
   exec cargo bench --locked "$@"
 fi
 
+# Every crate the lock file names, for every platform, before anything is built: the builds and the
+# dependency check of tests/docs.rs (`cargo tree --target all`) then need nothing more from the network.
+echo "== cargo fetch"
+cargo fetch --locked
+
+# Every test binary runs even when one fails, and every step after it too; the last lines say what
+# failed, and how many tests passed and failed in all (a step below counts as one test).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+failed_steps=()
+passed_steps=0
+skipped_steps=0
+step() {
+  local name="$1"; shift
+  if "$@"; then
+    passed_steps=$((passed_steps + 1))
+  else
+    failed_steps+=("$name")
+  fi
+}
+
 echo "== cargo test"
-cargo test --locked --features gui "$@"
+cargo_test() {
+  set -o pipefail
+  cargo test --locked --no-fail-fast --features gui "$@" 2>&1 | tee "$log"
+}
+cargo_ok=yes
+cargo_test "$@" || cargo_ok=no
 
 # The README's first command, end to end: MariaDB, server, a replayed call, the screen pop; then the
 # release artefacts: glibc 2.17 binary, tarball, .deb installed and checked, Windows binary under Wine.
 # (Skipped when arguments select particular tests.)
 if [ "$#" -eq 0 ]; then
   echo "== demo/run.sh --check"
-  demo/run.sh --check
+  step "demo/run.sh --check" demo/run.sh --check
   echo "== scripts/release.sh --check"
-  scripts/release.sh --check
-  echo "== scripts/fuzz.sh (every target, a few seconds each)"
-  scripts/fuzz.sh
+  step "scripts/release.sh --check" scripts/release.sh --check
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    echo "== scripts/fuzz.sh (every target, a few seconds each)"
+    step "scripts/fuzz.sh" scripts/fuzz.sh
+  else
+    echo "== scripts/fuzz.sh skipped: no nightly Rust toolchain here (cargo-fuzz needs one)"
+    skipped_steps=1
+  fi
 fi
+
+# The summary: cargo's "test result" lines added up, the failed tests by name.
+sum() { { grep '^test result:' "$log" || true; } | { grep -o "[0-9]* $1" || true; } | awk '{ n += $1 } END { print n + 0 }'; }
+passed=$(sum passed)
+failed=$(sum failed)
+failed_tests=$({ grep -E '^test .* \.\.\. FAILED$' "$log" || true; } | sed -e 's/^test //' -e 's/ \.\.\. FAILED$//' | sort -u)
+if [ "$cargo_ok" = no ] && [ "$failed" -eq 0 ]; then
+  # It failed before or without a failing test (a build error, a test binary that crashed).
+  failed_tests="cargo test itself (see above: a build error or a crashed test binary)"
+  failed=1
+fi
+echo
+if [ -n "$failed_tests" ] || [ "${#failed_steps[@]}" -gt 0 ]; then
+  echo "FAILED:"
+  [ -n "$failed_tests" ] && echo "$failed_tests" | sed 's/^/  /'
+  for s in "${failed_steps[@]}"; do echo "  $s"; done
+  status=1
+else
+  echo "all passed"
+  status=0
+fi
+skipped=""
+[ "$skipped_steps" -eq 0 ] || skipped=", $skipped_steps skipped"
+echo "summary: $((passed + passed_steps)) passed, $((failed + ${#failed_steps[@]})) failed$skipped"
+exit "$status"

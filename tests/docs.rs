@@ -266,7 +266,10 @@ fn every_section_and_bug_reference_resolves_in_original_md() {
 }
 
 /// The client's own dependencies (docs/DEPENDENCIES.md) never enter the server's build: the default
-/// features' tree has none of them, the `client` feature's has each.
+/// features' tree has none of them, the `client` feature's has each, on every platform. Not
+/// `--offline`: a fresh cargo cache lacks the other platforms' crates (macOS's, say), which
+/// `cargo tree --target all` must read; scripts/test.sh fetches them all first (`cargo fetch`),
+/// elsewhere cargo fetches what is missing.
 #[test]
 fn the_client_dependencies_stay_out_of_the_server_build() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -275,7 +278,6 @@ fn the_client_dependencies_stay_out_of_the_server_build() {
             .args([
                 "tree",
                 "--locked",
-                "--offline",
                 "--edges",
                 "normal,build",
                 "--prefix",
