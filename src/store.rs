@@ -395,12 +395,44 @@ impl Logins {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Condvar;
 
-    struct Slow(Duration, Mutex<u32>);
-    impl Store for Slow {
+    /// A database under the test's control: each query counts itself and then waits until the
+    /// test opens the gate (no sleeps: the test decides when the database answers).
+    #[derive(Default)]
+    struct Gated {
+        state: Mutex<(u32, bool)>,
+        changed: Condvar,
+    }
+
+    impl Gated {
+        fn open(&self) {
+            self.state.lock().unwrap().1 = true;
+            self.changed.notify_all();
+        }
+        fn calls(&self) -> u32 {
+            self.state.lock().unwrap().0
+        }
+        /// Waits (bounded) until `n` queries have reached the database.
+        fn wait_calls(&self, n: u32) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut s = self.state.lock().unwrap();
+            while s.0 < n {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "{} of {n} queries reached the database", s.0);
+                s = self.changed.wait_timeout(s, left).unwrap().0;
+            }
+        }
+    }
+
+    impl Store for Gated {
         fn authenticate(&self, username: &str, _: &str) -> Result<Option<AgentRow>, String> {
-            *self.1.lock().unwrap() += 1;
-            std::thread::sleep(self.0);
+            let mut s = self.state.lock().unwrap();
+            s.0 += 1;
+            self.changed.notify_all();
+            while !s.1 {
+                s = self.changed.wait(s).unwrap();
+            }
             if username == "down" {
                 return Err("refused".into());
             }
@@ -411,70 +443,97 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_slow_database_answers_by_the_deadline_and_a_down_one_fails_fast() {
-        let store = Arc::new(Slow(Duration::from_millis(300), Mutex::new(0)));
-        let (logins, _threads) = start_logins(
+    fn logins_over(store: &Arc<Gated>) -> Logins {
+        start_logins(
             store.clone(),
             1,
-            Duration::from_secs(5),
+            Duration::from_secs(60),
             Arc::new(Counters::default()),
         )
-        .unwrap();
+        .unwrap()
+        .0
+    }
+
+    /// A generous bound for "at once" and "by the deadline": far below the waits the code under
+    /// test would otherwise make (a closed gate never answers), far above any scheduling delay.
+    const PROMPT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn a_slow_database_answers_by_the_deadline_and_a_down_one_fails_fast() {
+        let store = Arc::new(Gated::default());
+        let logins = logins_over(&store);
+        // The gate is closed: only the deadline can answer.
         let t = Instant::now();
         let r = logins.authenticate("a", "s", t + Duration::from_millis(100));
         assert!(r.is_err(), "answered at the deadline: {r:?}");
-        assert!(t.elapsed() < Duration::from_millis(250));
-        std::thread::sleep(Duration::from_millis(300));
-        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(2));
+        assert!(t.elapsed() < PROMPT, "{:?}", t.elapsed());
+        store.open();
+        let far = || Instant::now() + Duration::from_secs(60);
+        let r = logins.authenticate("a", "s", far());
         assert!(matches!(r, Ok(Some(_))), "{r:?}");
-        // The database fails once: the next login within PROBE_EVERY does not reach it.
-        assert!(logins
-            .authenticate("down", "s", Instant::now() + Duration::from_secs(2))
-            .is_err());
-        let calls = *store.1.lock().unwrap();
+        // The database fails once: the next login within PROBE_EVERY does not reach it. (The last
+        // probe is put in the future, so no scheduling delay can make PROBE_EVERY pass here.)
+        assert!(logins.authenticate("down", "s", far()).is_err());
+        let calls = store.calls();
+        logins.health.lock().unwrap().last_probe = Some(Instant::now() + Duration::from_secs(3600));
         let t = Instant::now();
-        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(2));
+        let r = logins.authenticate("a", "s", far());
         assert!(r.unwrap_err().contains("failing fast"));
-        assert!(t.elapsed() < Duration::from_millis(50));
-        assert_eq!(*store.1.lock().unwrap(), calls, "no database call");
-        // After PROBE_EVERY one login probes, succeeds, and the database counts as up again.
-        std::thread::sleep(PROBE_EVERY);
-        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(2));
+        assert!(t.elapsed() < PROMPT, "{:?}", t.elapsed());
+        assert_eq!(store.calls(), calls, "no database call");
+        // Once PROBE_EVERY has passed, one login probes, succeeds, and the database counts as up.
+        logins.health.lock().unwrap().last_probe = Instant::now().checked_sub(PROBE_EVERY * 2);
+        let r = logins.authenticate("a", "s", far());
         assert!(matches!(r, Ok(Some(_))), "{r:?}");
-        let r = logins.authenticate("b", "s", Instant::now() + Duration::from_secs(2));
+        assert_eq!(store.calls(), calls + 1);
+        assert!(logins.health.lock().unwrap().down.is_none());
+        let r = logins.authenticate("b", "s", far());
         assert!(matches!(r, Ok(Some(_))), "{r:?}");
     }
 
     #[test]
+    fn while_down_one_login_per_probe_interval_tries_the_database() {
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        assert!(h.admit(t0).is_ok(), "up: every login");
+        assert!(h.admit(t0).is_ok());
+        h.down = Some("refused".into());
+        h.last_probe = Some(t0);
+        let err = h.admit(t0 + PROBE_EVERY / 2).unwrap_err();
+        assert!(err.contains("refused") && err.contains("failing fast"), "{err}");
+        assert!(h.admit(t0 + PROBE_EVERY).is_ok(), "the probe");
+        assert!(h.admit(t0 + PROBE_EVERY).is_err(), "one probe per interval");
+        assert!(h.admit(t0 + PROBE_EVERY * 2).is_ok(), "the next probe");
+    }
+
+    #[test]
     fn at_most_four_logins_per_thread_wait_and_one_more_is_refused_at_once() {
-        let store = Arc::new(Slow(Duration::from_millis(400), Mutex::new(0)));
-        let (logins, _threads) = start_logins(
-            store,
-            1,
-            Duration::from_secs(5),
-            Arc::new(Counters::default()),
-        )
-        .unwrap();
-        // One in progress, QUEUE_PER_THREAD waiting: all accepted; the next is refused at once.
-        let waiting: Vec<_> = (0..=QUEUE_PER_THREAD)
-            .map(|i| {
-                let l = logins.clone();
-                let h = std::thread::spawn(move || {
-                    l.authenticate("a", "s", Instant::now() + Duration::from_secs(5))
-                });
-                // The first is taken by the login thread before the others queue up.
-                std::thread::sleep(Duration::from_millis(if i == 0 { 100 } else { 5 }));
-                h
+        let store = Arc::new(Gated::default());
+        let logins = logins_over(&store);
+        let login = |l: &Logins| {
+            let l = l.clone();
+            std::thread::spawn(move || {
+                l.authenticate("a", "s", Instant::now() + Duration::from_secs(60))
             })
-            .collect();
-        std::thread::sleep(Duration::from_millis(100));
+        };
+        // One in progress (it has reached the database), then QUEUE_PER_THREAD waiting in the queue.
+        let mut waiting = vec![login(&logins)];
+        store.wait_calls(1);
+        waiting.extend((0..QUEUE_PER_THREAD).map(|_| login(&logins)));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while logins.tx.len() < QUEUE_PER_THREAD {
+            assert!(Instant::now() < deadline, "{} queued", logins.tx.len());
+            std::thread::yield_now();
+        }
+        // The next is refused at once, not after a wait for the (closed) database.
         let t = Instant::now();
-        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(5));
+        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(60));
         assert!(r.unwrap_err().contains("MYSQL_POOL_SIZE"));
-        assert!(t.elapsed() < Duration::from_millis(50));
+        assert!(t.elapsed() < PROMPT, "{:?}", t.elapsed());
+        store.open();
         for w in waiting {
             assert!(matches!(w.join().unwrap(), Ok(Some(_))));
         }
+        assert_eq!(store.calls(), 1 + QUEUE_PER_THREAD as u32);
     }
 }
