@@ -28,6 +28,17 @@ pub struct Capture {
     pub frames: Vec<RawFrame>,
 }
 
+impl Capture {
+    /// The index of the first frame at or after `from` that contains every one of `needles` (for
+    /// tests that step through a capture: [`server::ReplayServer::play_through`]).
+    pub fn frame_with(&self, from: usize, needles: &[&str]) -> Option<usize> {
+        let has = |f: &RawFrame, n: &str| {
+            n.is_empty() || f.bytes.windows(n.len()).any(|w| w == n.as_bytes())
+        };
+        (from..self.frames.len()).find(|&i| needles.iter().all(|n| has(&self.frames[i], n)))
+    }
+}
+
 const BANNER: &[u8] = b"Asterisk Call Manager/";
 
 /// Splits bytes into lines including their LF (the last one may lack it).

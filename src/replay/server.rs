@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -44,7 +44,8 @@ pub struct ReplayConfig {
     pub verbose: bool,
     /// List items for `CoreShowChannels` and `Status` (see `channel_list`).
     pub channels: Vec<Frame>,
-    /// Do not replay until [`ReplayServer::release`] (tests: until the agents are logged in).
+    /// Do not replay until [`ReplayServer::release`] (tests: until the agents are logged in), or
+    /// play step by step with [`ReplayServer::play_through`].
     pub held: bool,
     /// Keep a copy of every byte written in [`Stats::sent`] (tests); off for endless plays, whose
     /// copy would grow without bound.
@@ -103,6 +104,8 @@ pub struct Stats {
     pub sent: Vec<Vec<u8>>,
     /// Sessions whose replay ran to its end.
     pub replays_done: u64,
+    /// Replayed frames written, all sessions together.
+    pub frames_sent: u64,
 }
 
 impl Stats {
@@ -119,10 +122,14 @@ impl Stats {
     }
 }
 
+/// How many replayed frames each session may write before it waits: 0 while held, `u64::MAX` once
+/// released, a number in between while a test steps through a capture.
+type Allowed = Arc<AtomicU64>;
+
 pub struct ReplayServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    released: Arc<AtomicBool>,
+    allowed: Allowed,
     stats: Arc<Mutex<Stats>>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     accept: Option<JoinHandle<()>>,
@@ -131,7 +138,7 @@ pub struct ReplayServer {
 struct Shared {
     cfg: ReplayConfig,
     stop: Arc<AtomicBool>,
-    released: Arc<AtomicBool>,
+    allowed: Allowed,
     stats: Arc<Mutex<Stats>>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
 }
@@ -141,13 +148,13 @@ impl ReplayServer {
         let listener = TcpListener::bind(cfg.listen)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let released = Arc::new(AtomicBool::new(!cfg.held));
+        let allowed = Arc::new(AtomicU64::new(if cfg.held { 0 } else { u64::MAX }));
         let stats = Arc::new(Mutex::new(Stats::default()));
         let conns = Arc::new(Mutex::new(Vec::new()));
         let shared = Arc::new(Shared {
             cfg,
             stop: stop.clone(),
-            released: released.clone(),
+            allowed: allowed.clone(),
             stats: stats.clone(),
             conns: conns.clone(),
         });
@@ -157,7 +164,7 @@ impl ReplayServer {
         Ok(ReplayServer {
             addr,
             stop,
-            released,
+            allowed,
             stats,
             conns,
             accept: Some(accept),
@@ -168,9 +175,20 @@ impl ReplayServer {
         self.addr
     }
 
-    /// Starts the replay of a `held` server (on sessions already logged in, and later ones).
+    /// Starts the replay of a `held` server (on sessions already logged in, and later ones), or
+    /// lets a stepped one play to its end.
     pub fn release(&self) {
-        self.released.store(true, Ordering::SeqCst);
+        self.allowed.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Steps a `held` server: lets each session write its replayed frames up to frame `frames`
+    /// (counted from the start of its play: `frames` = the index of the first frame still held
+    /// back), then waits until that many frames have been written (all sessions together: meant
+    /// for one session); false on timeout. A test then checks what that part of the call did, with
+    /// no clock racing it, and steps on.
+    pub fn play_through(&self, frames: u64, timeout: Duration) -> bool {
+        self.allowed.fetch_max(frames, Ordering::SeqCst);
+        self.wait_for(timeout, |s| s.frames_sent >= frames)
     }
 
     pub fn stats(&self) -> Stats {
@@ -342,6 +360,7 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
     }
     let mut started: Option<Instant> = None;
     let mut playing = false;
+    let mut written: u64 = 0;
     let mut sched = Schedule {
         round: 0,
         capture: 0,
@@ -353,24 +372,31 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        if !playing && started.is_some() && shared.released.load(Ordering::SeqCst) {
+        let allowed = shared.allowed.load(Ordering::SeqCst);
+        if !playing && started.is_some() && allowed > 0 {
             // The replay's clock starts when both the login and the release have happened.
             playing = true;
             started = Some(Instant::now());
         }
-        let due = if playing {
+        let due = if playing && written < allowed {
             started.and_then(|t0| next_due(&conn.cfg, &sched).map(|d| t0 + d))
         } else {
             None
         };
         let wait = match due {
             Some(d) => d.saturating_duration_since(Instant::now()),
+            // Logged in and held back (held, or stepped to its limit): look again soon, a test
+            // is about to allow the next step.
+            None if started.is_some() && written >= allowed => Duration::from_millis(5),
             None => Duration::from_millis(100),
         };
         let go_on = match recv(&rx, wait) {
             Some(Incoming::Closed) => false,
             Some(Incoming::Action(action)) => handle_action(&mut conn, &action, &mut started),
-            None if due.is_some() => send_next(&mut conn, &mut sched),
+            None if due.is_some() => {
+                written += 1;
+                send_next(&mut conn, &mut sched)
+            }
             None => true,
         };
         if !go_on {
@@ -481,6 +507,9 @@ fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
     conn.replayed += bytes.len();
     if !conn.write(&bytes) {
         return false;
+    }
+    if let Ok(mut st) = conn.shared.stats.lock() {
+        st.frames_sent += 1;
     }
     s.last = due;
     s.frame += 1;

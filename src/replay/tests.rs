@@ -190,3 +190,40 @@ fn spread_agents_renames_one_phone_into_many() {
         b"SIP/2010-1"
     );
 }
+
+#[test]
+fn a_held_replay_plays_step_by_step() {
+    use std::io::{Read, Write};
+    let cap = Capture::parse(DEMO14, None);
+    let dial = cap.frame_with(0, &["Event: Dial"]).expect("a Dial event");
+    assert!(cap.frames[dial].bytes.starts_with(b"Event: Dial"));
+    assert_eq!(cap.frame_with(dial + 1, &["Event: Dial", "no such text"]), None);
+    let mut cfg = server::ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap.clone()]);
+    cfg.held = true;
+    let replay = server::ReplayServer::start(cfg).unwrap();
+    let mut sock = std::net::TcpStream::connect(replay.addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.write_all(b"Action: Login\r\nUsername: ctimanager\r\nSecret: ctimanager\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut read_until = |got: &mut Vec<u8>, n: usize| {
+        let mut buf = [0u8; 4096];
+        while got.windows(4).filter(|w| w == b"\r\n\r\n").count() < n {
+            let k = sock.read(&mut buf).expect("the replay writes");
+            assert!(k > 0, "closed");
+            got.extend_from_slice(&buf[..k]);
+        }
+    };
+    // The login's answer, then nothing while held; then exactly the frames before the Dial.
+    read_until(&mut got, 1);
+    assert!(replay.play_through(dial as u64, Duration::from_secs(30)));
+    assert_eq!(replay.stats().frames_sent, dial as u64, "no frame past the step");
+    read_until(&mut got, 1 + dial);
+    let played: Vec<u8> = cap.frames[..dial].iter().flat_map(|f| f.bytes.clone()).collect();
+    assert!(got.ends_with(&played));
+    // Released: the rest.
+    replay.release();
+    read_until(&mut got, 1 + cap.frames.len());
+    let all: Vec<u8> = cap.frames.iter().flat_map(|f| f.bytes.clone()).collect();
+    assert!(got.ends_with(&all));
+}
