@@ -17,47 +17,21 @@ fn username(ext: &str) -> String {
     format!("e2e_{}", ext.replace('/', "_"))
 }
 
-/// The rows whose EXT the test took (EXT is unique), given back when the test ends, however it ends
-/// (another test binary logs in as docs/INSTALL.md's `alice` on PJSIP/201).
-struct TakenExts(Vec<(String, String)>);
-
-impl Drop for TakenExts {
-    fn drop(&mut self) {
-        let mut db = admin();
-        for (user, ext) in &self.0 {
-            let _ = db.exec_drop("DELETE FROM cti WHERE USERNAME = ?", (username(ext),));
-            let _ = db.exec_drop("UPDATE cti SET EXT = ? WHERE USERNAME = ?", (ext, user));
-        }
-    }
-}
-
 /// Gives each agent of the expected files a user whose EXT is that agent, as the original client
-/// does before it logs in (UPDATE cti SET EXT=…).
-fn prepare_users(agents: &[String]) -> (String, TakenExts) {
-    let mut db = admin();
-    let secret = format!("{:x}", md5::compute(b"e2e"));
-    let mut taken = TakenExts(Vec::new());
+/// does before it logs in (UPDATE cti SET EXT=…). The rows go and the extensions are given back to
+/// whoever held them when the guards drop, however the test ends (another test binary logs in as
+/// docs/INSTALL.md's `alice` on PJSIP/201).
+fn prepare_users(agents: &[String]) -> (String, Vec<(AgentRow, TakenExt)>) {
+    let mut rows = Vec::new();
     for ext in agents {
-        let holders: Vec<String> = db
-            .exec("SELECT USERNAME FROM cti WHERE EXT = ?", (ext,))
+        let taken = take_ext(ext);
+        // A row a killed run of this test left behind.
+        admin()
+            .exec_drop("DELETE FROM cti WHERE USERNAME = ?", (username(ext),))
             .unwrap();
-        taken.0.extend(
-            holders
-                .into_iter()
-                .filter(|u| *u != username(ext))
-                .map(|u| (u, ext.clone())),
-        );
-        db.exec_drop("UPDATE cti SET EXT = NULL WHERE EXT = ?", (ext,))
-            .unwrap();
-        db.exec_drop("DELETE FROM cti WHERE USERNAME = ?", (username(ext),))
-            .unwrap();
-        db.exec_drop(
-            "INSERT INTO cti (USERNAME, SECRET, HOST, EXT) VALUES (?, ?, NULL, ?)",
-            (username(ext), &secret, ext),
-        )
-        .unwrap();
+        rows.push((add_agent(&username(ext), "e2e", Some(ext), None), taken));
     }
-    (secret, taken)
+    (format!("{:x}", md5::compute(b"e2e")), rows)
 }
 
 /// Reads whole notifications until `n` have arrived (or the time is up).

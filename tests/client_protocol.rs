@@ -14,7 +14,7 @@ fn original_login_transcript_byte_for_byte() {
     let user = unique("orig");
     let ext = unique("SIP/");
     let secret = add_agent(&user, "test", Some(&ext), Some("0.0.0.0"));
-    assert_eq!(secret, TEST_SECRET);
+    assert_eq!(&*secret, TEST_SECRET);
     let server = Server::start();
     let mut c = server.connect();
     c.expect(b"100 CTISERVER WELCOME\n");
@@ -39,7 +39,7 @@ fn original_login_transcript_byte_for_byte() {
 #[test]
 fn wrong_secret_unknown_user_and_pass_before_user_get_ko() {
     let user = unique("ko");
-    add_agent(&user, "right", Some(&unique("SIP/")), None);
+    let _row = add_agent(&user, "right", Some(&unique("SIP/")), None);
     let server = Server::start();
     let mut c = server.connect();
     c.expect(b"100 CTISERVER WELCOME\n");
@@ -82,13 +82,13 @@ fn null_host_logs_in_but_null_or_empty_ext_does_not() {
     let ok_user = unique("nullhost");
     let secret = add_agent(&ok_user, "pw", Some(&unique("SIP/")), None);
     let no_ext = unique("noext");
-    add_agent(&no_ext, "pw", None, Some("0.0.0.0"));
+    let _no_ext = add_agent(&no_ext, "pw", None, Some("0.0.0.0"));
     let empty_ext = unique("emptyext");
     // EXT is UNIQUE, but many rows may hold ''? No: '' is a value, so only this test uses it.
     admin()
         .exec_drop("DELETE FROM cti WHERE EXT = ''", ())
         .unwrap();
-    add_agent(&empty_ext, "pw", Some(""), None);
+    let _empty_ext = add_agent(&empty_ext, "pw", Some(""), None);
     let server = Server::start();
     server.login(&ok_user, &secret);
     for user in [&no_ext, &empty_ext] {
@@ -225,7 +225,7 @@ fn max_clients_is_enforced_at_the_bound() {
         ctiserver: vec![("CTI_MAX_CLIENTS", "3".into())],
         ..Options::default()
     });
-    let agents: Vec<(String, String)> = (0..3)
+    let agents: Vec<(String, AgentRow)> = (0..3)
         .map(|_| {
             let user = unique("max");
             let secret = add_agent(&user, "pw", Some(&unique("SIP/")), None);
@@ -365,8 +365,8 @@ fn logs_go_to_the_daily_file_in_the_original_format_without_secrets() {
         "{line}"
     );
     assert_eq!(&line[19..30], " - INFO  : ", "{line}");
-    assert!(!text.contains(&secret), "secret in the log");
-    assert!(!server.stderr_text().contains(&secret), "secret on stderr");
+    assert!(!text.contains(&*secret), "secret in the log");
+    assert!(!server.stderr_text().contains(&*secret), "secret on stderr");
 }
 
 #[test]

@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 struct PrivateDb {
-    dir: PathBuf,
+    dir: TempDir,
     port: u16,
 }
 
@@ -38,9 +38,12 @@ fn sh(script: &str, dir: &Path) -> String {
 impl PrivateDb {
     fn start() -> PrivateDb {
         let dir = temp_dir("faultdb");
-        // Below the ephemeral port range (32768–60999 on Linux), where the many client connections of
-        // the other tests cannot be holding it.
-        sh("mariadb_start \"$DB_DIR\" 23316", &dir);
+        // The database is restarted on the same port, so the port must stay free while it is down:
+        // below the ephemeral port range, where the many client connections of the other tests
+        // cannot be holding it; where in that range depends on the process (mariadb_start takes
+        // the next free one from there), so that two runs side by side do not meet.
+        let start = below_ephemeral_ports();
+        sh(&format!("mariadb_start \"$DB_DIR\" {start}"), &dir);
         let port = std::fs::read_to_string(dir.join("port"))
             .unwrap()
             .trim()
@@ -92,8 +95,19 @@ impl Drop for PrivateDb {
             let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
             let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A port to start looking from: below the first ephemeral port (32768 on Linux unless configured
+/// otherwise), above the well-known and registered services' usual ports, chosen by the process id.
+fn below_ephemeral_ports() -> u16 {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let low = 20000u16.min(first_ephemeral / 2);
+    let span = u32::from(first_ephemeral.saturating_sub(low).saturating_sub(100)).max(1);
+    low + (std::process::id() % span) as u16
 }
 
 /// One login attempt: (logged in, how long the answer took).

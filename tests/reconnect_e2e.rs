@@ -15,7 +15,6 @@ use astcti_server::replay::server::{Pace, ReplayConfig, ReplayServer, SessionPla
 use astcti_server::replay::{channel_list, Capture};
 use common::expected::{expected, root};
 use common::*;
-use mysql::prelude::Queryable;
 
 fn capture(name: &str) -> Capture {
     Capture::load(&root().join("fixtures/ami").join(format!("{name}.ami"))).unwrap()
@@ -44,9 +43,10 @@ fn hangup_after(link: &str) -> String {
 
 fn read_all(c: &mut Client, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     let mut buf = [0u8; 65536];
-    while text.matches("</call></event>\n").count() < n && Instant::now() < deadline {
+    let ends = |b: &[u8]| b.windows(16).filter(|w| w == b"</call></event>\n").count();
+    while ends(&bytes) < n && Instant::now() < deadline {
         c.sock
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -54,10 +54,11 @@ fn read_all(c: &mut Client, n: usize) -> Vec<String> {
             if k == 0 {
                 break;
             }
-            text.push_str(std::str::from_utf8(&buf[..k]).unwrap());
+            bytes.extend_from_slice(&buf[..k]);
         }
     }
     c.sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let text = String::from_utf8(bytes).expect("notifications are UTF-8");
     text.split_inclusive("</call></event>\n")
         .map(str::to_string)
         .collect()
@@ -85,16 +86,9 @@ fn play(parts: &[&str], lists: &[Option<&str>], agent: &str, want: usize) -> (Ve
     });
     assert!(server.wait_log("logged in to Asterisk", Duration::from_secs(10)));
     let user = unique("recon");
-    let secret = format!("{:x}", md5::compute(b"recon"));
-    let mut db = admin();
-    db.exec_drop("UPDATE cti SET EXT = NULL WHERE EXT = ?", (agent,))
-        .unwrap();
-    db.exec_drop(
-        "INSERT INTO cti (USERNAME, SECRET, HOST, EXT) VALUES (?, ?, NULL, ?)",
-        (&user, &secret, agent),
-    )
-    .unwrap();
-    let mut c = server.login(&user, &secret);
+    let taken = take_ext(agent);
+    let row = add_agent(&user, "recon", Some(agent), None);
+    let mut c = server.login(&user, &row);
     replay.release();
     let got = read_all(&mut c, want);
     assert!(
@@ -103,8 +97,7 @@ fn play(parts: &[&str], lists: &[Option<&str>], agent: &str, want: usize) -> (Ve
         server.stderr_text()
     );
     assert!(replay.stats().sessions >= parts.len() as u64);
-    db.exec_drop("DELETE FROM cti WHERE USERNAME = ?", (&user,))
-        .unwrap();
+    drop((row, taken));
     (got, server)
 }
 

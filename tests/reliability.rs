@@ -84,16 +84,45 @@ fn read_notifications(c: &mut Client, n: usize, timeout: Duration) -> Vec<String
         .collect()
 }
 
-/// An agent on `ext` with a fresh user name; returns (user, secret). `EXT` is unique in the `cti`
-/// table, so whoever had `ext` loses it; tests that use the captures' fixed extensions hold
-/// [`FIXED_EXTS`] for their whole run.
-fn agent_on(ext: &str) -> (String, String) {
-    admin()
-        .exec_drop("UPDATE cti SET EXT = NULL WHERE EXT = ?", (ext,))
-        .unwrap();
+/// An agent on `ext` with a fresh user name: its row and the extension taken from whoever had it
+/// (`EXT` is unique in the `cti` table), both given back when it drops. Derefs to the secret. Tests
+/// that use the captures' fixed extensions hold [`FIXED_EXTS`] for their whole run.
+struct AgentOn {
+    row: AgentRow,
+    _taken: TakenExt,
+}
+
+impl std::ops::Deref for AgentOn {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.row
+    }
+}
+
+impl std::fmt::Display for AgentOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.row)
+    }
+}
+
+/// Returns (user, the agent).
+fn agent_on(ext: &str) -> (String, AgentOn) {
+    let _taken = take_ext(ext);
     let user = unique("rel");
-    let secret = add_agent(&user, "pw", Some(ext), None);
-    (user, secret)
+    let row = add_agent(&user, "pw", Some(ext), None);
+    (user, AgentOn { row, _taken })
+}
+
+/// The burst's agents (user names `TAG_…`), deleted when the test ends, however it ends.
+struct BurstRows(String);
+
+impl Drop for BurstRows {
+    fn drop(&mut self) {
+        let _ = admin().exec_drop(
+            "DELETE FROM cti WHERE USERNAME LIKE CONCAT(?, '\\_%')",
+            (&self.0,),
+        );
+    }
 }
 
 static FIXED_EXTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -520,7 +549,6 @@ fn the_metrics_file_is_replaced_every_interval_in_the_prometheus_format() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -542,7 +570,6 @@ fn max_clients_is_fitted_to_a_low_descriptor_limit() {
             && text.contains("serving 174 clients and 58 pending"),
         "{text}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -596,6 +623,7 @@ fn a_thousand_agents_get_exactly_their_notifications_of_100_full_speed_bursts() 
             values.join(",")
         ))
         .unwrap();
+    let _rows = BurstRows(tag.clone());
     let mut cfg = ReplayConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         vec![capture(&format!("{name}.ami"))],

@@ -68,8 +68,42 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// Inserts an agent whose password is `password`; returns the MD5 secret the client sends.
-pub fn add_agent(username: &str, password: &str, ext: Option<&str>, host: Option<&str>) -> String {
+/// An agent row this test inserted ([`add_agent`]); deleted when dropped, however the test ends.
+/// Derefs to the MD5 secret the client sends.
+#[must_use = "the row is deleted when this is dropped"]
+pub struct AgentRow {
+    pub username: String,
+    pub secret: String,
+}
+
+impl std::ops::Deref for AgentRow {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl std::fmt::Display for AgentRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.secret)
+    }
+}
+
+impl Drop for AgentRow {
+    fn drop(&mut self) {
+        let _ = admin().exec_drop("DELETE FROM cti WHERE USERNAME = ?", (&self.username,));
+    }
+}
+
+/// Inserts an agent whose password is `password`; the row (deleted on drop) gives the MD5 secret
+/// the client sends. `EXT` is unique in the `cti` table: to put an agent on an extension another
+/// row may hold, take it first with [`take_ext`].
+pub fn add_agent(
+    username: &str,
+    password: &str,
+    ext: Option<&str>,
+    host: Option<&str>,
+) -> AgentRow {
     let secret = format!("{:x}", md5::compute(password.as_bytes()));
     admin()
         .exec_drop(
@@ -77,7 +111,42 @@ pub fn add_agent(username: &str, password: &str, ext: Option<&str>, host: Option
             (username, &secret, host, ext),
         )
         .expect("insert agent");
-    secret
+    AgentRow {
+        username: username.to_string(),
+        secret,
+    }
+}
+
+/// An extension taken from the rows that held it (`EXT` is unique), given back to them when
+/// dropped, however the test ends: docs/INSTALL.md's `alice` holds `PJSIP/201`, and another test
+/// binary logs in with her. Drop it after the rows the test put on the extension.
+#[must_use = "the extension is given back when this is dropped"]
+pub struct TakenExt {
+    ext: String,
+    holders: Vec<String>,
+}
+
+pub fn take_ext(ext: &str) -> TakenExt {
+    let mut db = admin();
+    let holders: Vec<String> = db
+        .exec("SELECT USERNAME FROM cti WHERE EXT = ?", (ext,))
+        .expect("holders of the extension");
+    db.exec_drop("UPDATE cti SET EXT = NULL WHERE EXT = ?", (ext,))
+        .expect("take the extension");
+    TakenExt {
+        ext: ext.to_string(),
+        holders,
+    }
+}
+
+impl Drop for TakenExt {
+    fn drop(&mut self) {
+        let mut db = admin();
+        for h in &self.holders {
+            let _ = db.exec_drop("UPDATE cti SET EXT = NULL WHERE EXT = ?", (&self.ext,));
+            let _ = db.exec_drop("UPDATE cti SET EXT = ? WHERE USERNAME = ?", (&self.ext, h));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -102,10 +171,44 @@ pub struct Options {
     pub log_files: Vec<(String, String)>,
 }
 
-pub fn temp_dir(tag: &str) -> PathBuf {
+/// A new directory under the system's temporary directory, removed with its contents when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> TempDir {
     let dir = std::env::temp_dir().join(unique(&format!("astcti-{tag}-")));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    TempDir(dir)
 }
 
 /// A configuration file in the original format for the test database.
@@ -169,7 +272,7 @@ pub fn write_config(dir: &std::path::Path, opts: &Options) -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
-    pub dir: PathBuf,
+    pub dir: TempDir,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -290,7 +393,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
