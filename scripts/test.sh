@@ -75,13 +75,16 @@ trap 'rm -f "$log"' EXIT
 failed_steps=()
 passed_steps=0
 skipped_steps=0
+times=()
+took() { local s=$(( SECONDS - $2 )); times+=("$1 $((s / 60)) min $((s % 60)) s"); }
 step() {
-  local name="$1"; shift
+  local name="$1" t0=$SECONDS; shift
   if "$@"; then
     passed_steps=$((passed_steps + 1))
   else
     failed_steps+=("$name")
   fi
+  took "$name" "$t0"
 }
 
 echo "== cargo test"
@@ -90,7 +93,9 @@ cargo_test() {
   cargo test --locked --no-fail-fast --features gui "$@" 2>&1 | tee "$log"
 }
 cargo_ok=yes
+t0=$SECONDS
 cargo_test "$@" || cargo_ok=no
+took "cargo test (build and run)" "$t0"
 
 # The README's first command, end to end: MariaDB, server, a replayed call, the screen pop; then the
 # release artefacts: glibc 2.17 binary, tarball, .deb installed and checked, Windows binary under Wine.
@@ -120,6 +125,7 @@ if [ "$cargo_ok" = no ] && [ "$failed" -eq 0 ]; then
   failed=1
 fi
 echo
+echo "times: $(IFS=,; echo "${times[*]}" | sed 's/,/; /g'); in all $((SECONDS / 60)) min $((SECONDS % 60)) s"
 if [ -n "$failed_tests" ] || [ "${#failed_steps[@]}" -gt 0 ]; then
   echo "FAILED:"
   [ -n "$failed_tests" ] && echo "$failed_tests" | sed 's/^/  /'
