@@ -26,6 +26,7 @@ mariadb_ensure_installed
 # window's test drives it with xdotool and reads its screenshots (ImageMagick) with tesseract.
 if ! command -v Xvfb >/dev/null 2>&1 || ! command -v dunst >/dev/null 2>&1 \
    || ! command -v dbus-monitor >/dev/null 2>&1 || ! command -v dbus-run-session >/dev/null 2>&1 \
+   || ! command -v dbus-send >/dev/null 2>&1 \
    || ! command -v xdotool >/dev/null 2>&1 || ! command -v import >/dev/null 2>&1 \
    || ! command -v tesseract >/dev/null 2>&1 \
    || ! ldconfig -p | grep -q 'libxkbcommon-x11.so.0' || ! ldconfig -p | grep -q 'libGL.so.1'; then

@@ -361,7 +361,12 @@ fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
     client.logged_in(&server2, &agent.user, Duration::from_secs(30));
     replay2.release();
     client.expect("STATE    Hangup", 2, Duration::from_secs(30));
-    assert_eq!(wait_launches(&out, 2, &client).len(), 2, "{}", client.text());
+    assert_eq!(
+        wait_launches(&out, 2, &client).len(),
+        2,
+        "{}",
+        client.text()
+    );
 
     // Dialling, handed to the running client (the server refuses a second login of the agent):
     // a number and a tel: URL; both reach Asterisk as Originate from the agent's phone.
@@ -540,16 +545,20 @@ fn the_caller_id_reaches_a_real_notification_daemon() {
     } = Rig::new("notify");
     let monitor = dir.join("monitor.txt");
     let stop = dir.join("stop");
-    let display = 100 + std::process::id() % 400;
+    // Each part waits for the one before it to be ready, never for a fixed time: Xvfb picks a free
+    // display and writes its number when it accepts connections (-displayfd); dbus-monitor prints
+    // NameLost once it monitors; dunst owns org.freedesktop.Notifications once it serves.
     let script = format!(
-        "Xvfb :{display} -nolisten tcp >/dev/null 2>&1 & xv=$!\n\
-         export DISPLAY=:{display}\n\
-         sleep 0.5\n\
+        "Xvfb -displayfd 3 -nolisten tcp 3>{dir}/display >/dev/null 2>&1 & xv=$!\n\
+         i=0; while [ ! -s {dir}/display ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+         export DISPLAY=:$(cat {dir}/display)\n\
          dunst >/dev/null 2>&1 & du=$!\n\
          dbus-monitor \"interface='org.freedesktop.Notifications',member='Notify'\" > {mon} 2>&1 & mo=$!\n\
-         sleep 0.5\n\
+         i=0; until grep -q NameLost {mon} && dbus-send --session --print-reply --dest=org.freedesktop.DBus \
+           /org/freedesktop/DBus org.freedesktop.DBus.NameHasOwner string:org.freedesktop.Notifications \
+           2>/dev/null | grep -q true; do [ $i -lt 600 ] || break; sleep 0.1; i=$((i+1)); done\n\
          XDG_RUNTIME_DIR={dir} {client} --settings {cfg} >{dir}/client.out 2>&1 & cl=$!\n\
-         i=0; while [ ! -e {stop} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n\
+         i=0; while [ ! -e {stop} ] && [ $i -lt 1800 ]; do sleep 0.1; i=$((i+1)); done\n\
          kill $cl $mo $du $xv 2>/dev/null; wait 2>/dev/null; exit 0\n",
         mon = monitor.display(),
         dir = dir.display(),
@@ -565,12 +574,12 @@ fn the_caller_id_reaches_a_real_notification_daemon() {
         .unwrap();
     let logged_in = server.wait_log(
         &format!("logged in as \"{}\"", agent.user),
-        Duration::from_secs(15),
+        Duration::from_secs(60),
     );
     if logged_in {
         replay.release();
     }
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     while Instant::now() < deadline {
         seen = std::fs::read_to_string(&monitor).unwrap_or_default();
@@ -737,24 +746,36 @@ mod window {
                     "{tool} is missing: scripts/test.sh installs it"
                 );
             }
-            let n = 500 + std::process::id() % 400;
-            let xvfb = Command::new("Xvfb")
+            // Xvfb picks a free display itself and prints its number once it accepts connections
+            // (-displayfd): no collision with another run's display or a stale lock file.
+            let mut xvfb = Command::new("Xvfb")
                 .args([
-                    &format!(":{n}"),
+                    "-displayfd",
+                    "1",
                     "-screen",
                     "0",
                     "1280x800x24",
                     "-nolisten",
                     "tcp",
                 ])
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(xvfb.stdout.take().unwrap()),
+                &mut line,
+            )
+            .unwrap();
+            let n: u32 = line
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("Xvfb did not start: {line:?}"));
             let d = Display { n, xvfb };
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(30);
             while !d.run("xdotool", &["getmouselocation"]) {
-                assert!(Instant::now() < deadline, "Xvfb :{n} did not start");
+                assert!(Instant::now() < deadline, "Xvfb :{n} does not answer");
                 std::thread::sleep(Duration::from_millis(100));
             }
             d
@@ -904,7 +925,18 @@ mod window {
     }
 
     impl Drop for Display {
+        /// SIGTERM first, so that Xvfb removes its lock file and socket (a killed one leaves them).
         fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .arg(self.xvfb.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.xvfb.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = self.xvfb.kill();
             let _ = self.xvfb.wait();
         }
@@ -1149,12 +1181,11 @@ mod window {
         display.keys(&["type", "--delay", "50", "202"]);
         display.keys(&["key", "Return"]);
         assert!(
-            replay.wait_for(ocr, |s| s
-                .actions_named("Originate")
-                .iter()
-                .any(|a| a.get("Exten") == Some("202")
-                    && a.get("Channel") == Some("PJSIP/201")
-                    && a.get("Context") == Some("astctidemo"))),
+            replay.wait_for(ocr, |s| s.actions_named("Originate").iter().any(|a| a
+                .get("Exten")
+                == Some("202")
+                && a.get("Channel") == Some("PJSIP/201")
+                && a.get("Context") == Some("astctidemo"))),
             "{}",
             client.text()
         );
@@ -1227,11 +1258,7 @@ mod window {
             std::thread::sleep(Duration::from_millis(200));
         }
         let _: () = tray.call("Activate", &(0i32, 0i32)).unwrap();
-        display.wait_text(
-            &dir,
-            &["Number to dial", "Connected as PJSIP/201"],
-            ocr,
-        );
+        display.wait_text(&dir, &["Number to dial", "Connected as PJSIP/201"], ocr);
         assert!(!client.text().contains("LOST"), "{}", client.text());
         drop(client);
         drop(display);
