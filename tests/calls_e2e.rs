@@ -21,15 +21,14 @@ fn username(ext: &str) -> String {
 /// does before it logs in (UPDATE cti SET EXT=…). The rows go and the extensions are given back to
 /// whoever held them when the guards drop, however the test ends (another test binary logs in as
 /// docs/INSTALL.md's `alice` on PJSIP/201).
-fn prepare_users(agents: &[String]) -> (String, Vec<(AgentRow, TakenExt)>) {
+fn prepare_users(agents: &[String]) -> (String, Vec<AgentRow>) {
     let mut rows = Vec::new();
     for ext in agents {
-        let taken = take_ext(ext);
         // A row a killed run of this test left behind.
         admin()
             .exec_drop("DELETE FROM cti WHERE USERNAME = ?", (username(ext),))
             .unwrap();
-        rows.push((add_agent(&username(ext), "e2e", Some(ext), None), taken));
+        rows.push(add_agent_taking(&username(ext), "e2e", ext));
     }
     (format!("{:x}", md5::compute(b"e2e")), rows)
 }

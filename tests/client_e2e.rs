@@ -26,15 +26,13 @@ static EXT: Mutex<()> = Mutex::new(());
 struct Agent {
     user: String,
     _row: AgentRow,
-    _taken: TakenExt,
 }
 
 impl Agent {
     fn new() -> Agent {
-        let _taken = take_ext("PJSIP/201");
         let user = unique("cl");
-        let _row = add_agent(&user, "agent pw", Some("PJSIP/201"), None);
-        Agent { user, _row, _taken }
+        let _row = add_agent_taking(&user, "agent pw", "PJSIP/201");
+        Agent { user, _row }
     }
 }
 

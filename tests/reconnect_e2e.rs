@@ -86,8 +86,7 @@ fn play(parts: &[&str], lists: &[Option<&str>], agent: &str, want: usize) -> (Ve
     });
     assert!(server.wait_log("logged in to Asterisk", Duration::from_secs(10)));
     let user = unique("recon");
-    let taken = take_ext(agent);
-    let row = add_agent(&user, "recon", Some(agent), None);
+    let row = add_agent_taking(&user, "recon", agent);
     let mut c = server.login(&user, &row);
     replay.release();
     let got = read_all(&mut c, want);
@@ -97,7 +96,7 @@ fn play(parts: &[&str], lists: &[Option<&str>], agent: &str, want: usize) -> (Ve
         server.stderr_text()
     );
     assert!(replay.stats().sessions >= parts.len() as u64);
-    drop((row, taken));
+    drop(row);
     (got, server)
 }
 

@@ -102,33 +102,13 @@ fn read_notifications(c: &mut Client, n: usize, timeout: Duration) -> Vec<String
         .collect()
 }
 
-/// An agent on `ext` with a fresh user name: its row and the extension taken from whoever had it
-/// (`EXT` is unique in the `cti` table), both given back when it drops. Derefs to the secret. Tests
-/// that use the captures' fixed extensions hold [`FIXED_EXTS`] for their whole run.
-struct AgentOn {
-    row: AgentRow,
-    _taken: TakenExt,
-}
-
-impl std::ops::Deref for AgentOn {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.row
-    }
-}
-
-impl std::fmt::Display for AgentOn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.row)
-    }
-}
-
-/// Returns (user, the agent).
-fn agent_on(ext: &str) -> (String, AgentOn) {
-    let _taken = take_ext(ext);
+/// An agent on `ext` with a fresh user name; returns (user, its row), the row giving the extension
+/// back to whoever had it when it drops (`EXT` is unique in the `cti` table). Tests that use the
+/// captures' fixed extensions hold [`FIXED_EXTS`] for their whole run.
+fn agent_on(ext: &str) -> (String, AgentRow) {
     let user = unique("rel");
-    let row = add_agent(&user, "pw", Some(ext), None);
-    (user, AgentOn { row, _taken })
+    let row = add_agent_taking(&user, "pw", ext);
+    (user, row)
 }
 
 /// The burst's agents (user names `TAG_…`), deleted when the test ends, however it ends.

@@ -74,6 +74,9 @@ pub fn unique(prefix: &str) -> String {
 pub struct AgentRow {
     pub username: String,
     pub secret: String,
+    /// The extension this row took from other rows ([`add_agent_taking`]), given back after the
+    /// row is deleted (fields drop after `drop`).
+    taken: Option<TakenExt>,
 }
 
 impl std::ops::Deref for AgentRow {
@@ -97,7 +100,7 @@ impl Drop for AgentRow {
 
 /// Inserts an agent whose password is `password`; the row (deleted on drop) gives the MD5 secret
 /// the client sends. `EXT` is unique in the `cti` table: to put an agent on an extension another
-/// row may hold, take it first with [`take_ext`].
+/// row may hold, use [`add_agent_taking`].
 pub fn add_agent(
     username: &str,
     password: &str,
@@ -114,7 +117,17 @@ pub fn add_agent(
     AgentRow {
         username: username.to_string(),
         secret,
+        taken: None,
     }
+}
+
+/// [`add_agent`] on `ext`, taken first from whichever rows hold it ([`take_ext`]); they get it back
+/// when the row is dropped.
+pub fn add_agent_taking(username: &str, password: &str, ext: &str) -> AgentRow {
+    let taken = take_ext(ext);
+    let mut row = add_agent(username, password, Some(ext), None);
+    row.taken = Some(taken);
+    row
 }
 
 /// An extension taken from the rows that held it (`EXT` is unique), given back to them when
