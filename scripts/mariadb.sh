@@ -41,14 +41,6 @@ mariadb_start() {
     MARIADB_PORT="$(cat "$dir/port" 2>/dev/null || echo "$port")"
     return 0
   fi
-  local tries=0
-  while port_in_use "$port"; do
-    tries=$((tries + 1))
-    [ "$tries" -le 50 ] || { echo "no free port for MariaDB near $2" >&2; return 1; }
-    port=$((port + 1))
-  done
-  echo "$port" > "$dir/port"
-  MARIADB_PORT="$port"
   local user_opt=()
   [ "$(id -u)" -eq 0 ] && user_opt=(--user=root)
   if [ ! -d "$dir/data/mysql" ]; then
@@ -57,20 +49,41 @@ mariadb_start() {
       --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
       || { cat "$dir/install.log"; return 1; }
   fi
-  echo "== starting MariaDB on 127.0.0.1:$port (data in $dir/data)"
-  setsid "$(_mariadbd)" --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" \
-    --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" \
-    --log-error="$dir/error.log" --skip-name-resolve "${user_opt[@]}" </dev/null >/dev/null 2>&1 &
-  local i
-  for i in $(seq 1 150); do
-    if mariadb_running "$dir"; then
-      return 0
+  # A port nobody listens on can still be taken at bind time (by another starting server, or, in
+  # the ephemeral range, by an outgoing connection's local port): then the next one is tried.
+  local tries=0 pid i
+  while :; do
+    while port_in_use "$port"; do
+      tries=$((tries + 1))
+      [ "$tries" -le 50 ] || { echo "no free port for MariaDB near $2" >&2; return 1; }
+      port=$((port + 1))
+    done
+    echo "$port" > "$dir/port"
+    MARIADB_PORT="$port"
+    echo "== starting MariaDB on 127.0.0.1:$port (data in $dir/data)"
+    : > "$dir/error.log"
+    setsid "$(_mariadbd)" --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" \
+      --port="$port" --bind-address=127.0.0.1 --pid-file="$dir/mysqld.pid" \
+      --log-error="$dir/error.log" --skip-name-resolve "${user_opt[@]}" </dev/null >/dev/null 2>&1 &
+    pid=$!
+    for i in $(seq 1 300); do
+      if mariadb_running "$dir"; then
+        return 0
+      fi
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if ! kill -0 "$pid" 2>/dev/null && grep -q "Address already in use" "$dir/error.log"; then
+      tries=$((tries + 1))
+      [ "$tries" -le 50 ] || { echo "no free port for MariaDB near $2" >&2; return 1; }
+      echo "== port $port was taken as MariaDB started; trying the next one"
+      port=$((port + 1))
+      continue
     fi
-    sleep 0.2
+    echo "MariaDB did not start; its log:" >&2
+    tail -n 30 "$dir/error.log" >&2
+    return 1
   done
-  echo "MariaDB did not start; its log:" >&2
-  tail -n 30 "$dir/error.log" >&2
-  return 1
 }
 
 mariadb_stop() {

@@ -7,14 +7,14 @@
 #   scripts/test.sh --stop-db      stops the private MariaDB
 # Every test binary and every step runs even when an earlier one failed; the last lines name what
 # failed and count the tests ("summary: N passed, N failed"), each step above counting as one.
-# Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 33306, or
+# Environment: ASTCTI_TEST_DB_DIR (default target/test-mariadb), ASTCTI_TEST_DB_PORT (default 23306, below the ephemeral port range, or
 # the next free port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/mariadb.sh
 
 dir="${ASTCTI_TEST_DB_DIR:-$PWD/target/test-mariadb}"
-port="${ASTCTI_TEST_DB_PORT:-33306}"
+port="${ASTCTI_TEST_DB_PORT:-23306}"
 
 if [ "${1:-}" = "--stop-db" ]; then
   mariadb_stop "$dir"
