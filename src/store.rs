@@ -419,7 +419,11 @@ mod tests {
             let mut s = self.state.lock().unwrap();
             while s.0 < n {
                 let left = deadline.saturating_duration_since(Instant::now());
-                assert!(!left.is_zero(), "{} of {n} queries reached the database", s.0);
+                assert!(
+                    !left.is_zero(),
+                    "{} of {n} queries reached the database",
+                    s.0
+                );
                 s = self.changed.wait_timeout(s, left).unwrap().0;
             }
         }
@@ -500,7 +504,10 @@ mod tests {
         h.down = Some("refused".into());
         h.last_probe = Some(t0);
         let err = h.admit(t0 + PROBE_EVERY / 2).unwrap_err();
-        assert!(err.contains("refused") && err.contains("failing fast"), "{err}");
+        assert!(
+            err.contains("refused") && err.contains("failing fast"),
+            "{err}"
+        );
         assert!(h.admit(t0 + PROBE_EVERY).is_ok(), "the probe");
         assert!(h.admit(t0 + PROBE_EVERY).is_err(), "one probe per interval");
         assert!(h.admit(t0 + PROBE_EVERY * 2).is_ok(), "the next probe");

@@ -197,12 +197,16 @@ fn a_held_replay_plays_step_by_step() {
     let cap = Capture::parse(DEMO14, None);
     let dial = cap.frame_with(0, &["Event: Dial"]).expect("a Dial event");
     assert!(cap.frames[dial].bytes.starts_with(b"Event: Dial"));
-    assert_eq!(cap.frame_with(dial + 1, &["Event: Dial", "no such text"]), None);
+    assert_eq!(
+        cap.frame_with(dial + 1, &["Event: Dial", "no such text"]),
+        None
+    );
     let mut cfg = server::ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap.clone()]);
     cfg.held = true;
     let replay = server::ReplayServer::start(cfg).unwrap();
     let mut sock = std::net::TcpStream::connect(replay.addr()).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     sock.write_all(b"Action: Login\r\nUsername: ctimanager\r\nSecret: ctimanager\r\n\r\n")
         .unwrap();
     let mut got = Vec::new();
@@ -217,9 +221,16 @@ fn a_held_replay_plays_step_by_step() {
     // The login's answer, then nothing while held; then exactly the frames before the Dial.
     read_until(&mut got, 1);
     assert!(replay.play_through(dial as u64, Duration::from_secs(30)));
-    assert_eq!(replay.stats().frames_sent, dial as u64, "no frame past the step");
+    assert_eq!(
+        replay.stats().frames_sent,
+        dial as u64,
+        "no frame past the step"
+    );
     read_until(&mut got, 1 + dial);
-    let played: Vec<u8> = cap.frames[..dial].iter().flat_map(|f| f.bytes.clone()).collect();
+    let played: Vec<u8> = cap.frames[..dial]
+        .iter()
+        .flat_map(|f| f.bytes.clone())
+        .collect();
     assert!(got.ends_with(&played));
     // Released: the rest.
     replay.release();
