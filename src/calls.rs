@@ -57,6 +57,15 @@ struct Leg {
     /// A Newexten `Set(calldata=…)` whose `VarSet` echo is still to come.
     pending_varset: bool,
     dialed: bool,
+    /// Its `Newcallerid` was sent (one per leg, whether `Ringing` or the dial comes first).
+    popped: bool,
+    /// The party Asterisk last said it is connected to (`NewConnectedLine`).
+    connected: Option<Cid>,
+    /// Left its call as a transferer of an attended transfer: never relinked.
+    transferer: bool,
+    /// The channel list showed it bridged, answered by a dial, and it had no Link: one is sent when
+    /// the last list completes (the call was answered while the AMI link was down).
+    late: bool,
     /// 12+: answered a dial (`DialEnd ANSWER` names it).
     answered: bool,
     linked: bool,
@@ -233,7 +242,12 @@ impl Tracker {
             Event::Newchannel(chan) => {
                 self.upsert(&chan);
             }
-            Event::ChannelListComplete => self.end_resync(&mut out),
+            Event::ChannelListComplete { last } => {
+                self.end_resync(&mut out);
+                if last {
+                    self.late_links(&mut out);
+                }
+            }
             Event::Newstate {
                 chan,
                 state,
@@ -298,14 +312,18 @@ impl Tracker {
                 bridged,
                 calldata,
                 context,
-            } => self.listed(chan, connected, bridged, calldata, context),
-            Event::AttendedTransfer { uids } => {
-                for uid in uids {
-                    if let Some(call) = self.legs.get(&uid).map(|l| l.call.clone()) {
-                        self.calls.entry(call).or_default().transferred = true;
-                    }
-                }
+                application,
+            } => {
+                let dialed = application.is_some_and(|a| {
+                    a.eq_ignore_ascii_case("AppDial") || a.eq_ignore_ascii_case("AppQueue")
+                });
+                self.listed(chan, connected, (bridged, dialed), calldata, context)
             }
+            Event::AttendedTransfer {
+                transferers,
+                transferee,
+                others,
+            } => self.attended_transfer(&transferers, transferee.as_deref(), &others, &mut out),
             Event::ConnectedLine { chan, connected } => {
                 self.connected_line(&chan, connected, &mut out)
             }
@@ -436,12 +454,16 @@ impl Tracker {
                 );
                 return;
             };
-            if !leg.dialed {
+            // One popup per leg: a dialed leg's came with its dial; a Ringing that arrives before
+            // the dial (another Asterisk thread) pops with the connected line, which Asterisk set
+            // from the dialer's caller ID before calling, and the dial then sends nothing.
+            if !leg.popped {
                 let cid = connected
                     .filter(present)
                     .or_else(|| chan.cid.clone())
                     .unwrap_or_default();
                 leg.shown_cid = Some(cid);
+                leg.popped = true;
                 Self::notify(out, leg, Kind::Newcallerid);
             }
             return;
@@ -480,7 +502,9 @@ impl Tracker {
         if let Some(leg) = self.legs.get_mut(&dest.uid) {
             leg.dialed = true;
             leg.shown_cid = Some(cid);
-            Self::notify(out, leg, Kind::Newcallerid);
+            if !std::mem::replace(&mut leg.popped, true) {
+                Self::notify(out, leg, Kind::Newcallerid);
+            }
         }
     }
 
@@ -525,23 +549,35 @@ impl Tracker {
     }
 
     /// A list item: a leg that is up. Unknown legs are rebuilt (seeded) so that their Hangup still
-    /// reaches the agent; known legs are left as they are. Calldata a `Status` item names goes to the
-    /// call, and to the call's rebuilt agent legs, whose later notifications then carry it.
+    /// reaches the agent; known legs keep what they have. A dialed leg listed as bridged that never
+    /// had its Link (`answered`: answered by a dial and bridged) is marked for a late Link, sent when
+    /// the last list completes. Calldata a `Status` item names goes to the call, and to the call's
+    /// rebuilt legs, whose later notifications then carry it.
     fn listed(
         &mut self,
         chan: Chan,
         connected: Option<Cid>,
-        bridged: bool,
+        (bridged, dialed): (bool, bool),
         calldata: Option<String>,
         context: Option<String>,
     ) {
         if !self.legs.contains_key(&chan.uid) {
             self.upsert(&chan);
             if let Some(leg) = self.legs.get_mut(&chan.uid) {
-                leg.shown_cid = connected.filter(present);
-                leg.linked = bridged;
+                leg.shown_cid = connected.clone().filter(present);
                 leg.dialed = true;
+                leg.popped = true;
                 leg.seeded = true;
+                // No further Link from a re-bridge; the late one below if it was dialed.
+                leg.linked = bridged;
+                leg.late = bridged && dialed;
+            }
+        } else if let Some(leg) = self.legs.get_mut(&chan.uid) {
+            if bridged && dialed && !leg.linked {
+                leg.late = true;
+                if leg.shown_cid.is_none() {
+                    leg.shown_cid = connected.filter(present);
+                }
             }
         }
         let Some(value) = calldata else {
@@ -566,22 +602,120 @@ impl Tracker {
         }
     }
 
-    /// After an attended transfer, a linked agent leg now connected to another party gets one Link
-    /// naming that party (with the call's calldata, as its first Link had).
+    /// `chan` is now connected to `connected`: remembered, and after an attended transfer a Link if
+    /// that is a new party.
     fn connected_line(&mut self, chan: &Chan, connected: Cid, out: &mut Vec<Notification>) {
-        let Some(leg) = self.legs.get(&chan.uid) else {
+        let Some(leg) = self.legs.get_mut(&chan.uid) else {
             return;
         };
-        let transferred = self.calls.get(&leg.call).is_some_and(|c| c.transferred);
-        let same = leg
-            .shown_cid
-            .as_ref()
-            .is_some_and(|c| c.num == connected.num);
-        if !leg.linked || !transferred || same || !present(&connected) {
+        leg.connected = Some(connected);
+        self.relink_after_transfer(&chan.uid, out);
+    }
+
+    /// A successful attended transfer. The transferers leave; the customer's (the transferee's)
+    /// calldata follows the customer into every call the transfer names (with REFER/Replaces the
+    /// target's leg belongs to the consultation call, which had none); every linked leg of those
+    /// calls now connected to a party it was not shown gets its Link. Whether the target's
+    /// `NewConnectedLine` came before this event or comes after, the Link is the same.
+    fn attended_transfer(
+        &mut self,
+        transferers: &[String],
+        transferee: Option<&str>,
+        others: &[String],
+        out: &mut Vec<Notification>,
+    ) {
+        let call_of = |uid: &str| self.legs.get(uid).map(|l| l.call.clone());
+        let calls: Vec<String> = transferee
+            .into_iter()
+            .chain(transferers.iter().map(String::as_str))
+            .chain(others.iter().map(String::as_str))
+            .filter_map(call_of)
+            .collect();
+        // The customer's calldata: the transferee's call's, else the first named call that has one.
+        let data = calls
+            .iter()
+            .filter_map(|c| self.calls.get(c))
+            .find(|c| c.calldata.is_some())
+            .map(|c| (c.calldata.clone(), c.context.clone()));
+        for uid in transferers {
+            if let Some(leg) = self.legs.get_mut(uid) {
+                leg.transferer = true;
+            }
+        }
+        let mut members = Vec::new();
+        for id in &calls {
+            if let Some(call) = self.calls.get_mut(id) {
+                call.transferred = true;
+                if let Some((calldata, context)) = &data {
+                    call.calldata.clone_from(calldata);
+                    call.context.clone_from(context);
+                }
+                members.extend(call.members.iter().cloned());
+            }
+        }
+        members.sort();
+        members.dedup();
+        for uid in members {
+            self.relink_after_transfer(&uid, out);
+        }
+    }
+
+    /// After an attended transfer in its call, a linked leg (not a transferer) whose connected line
+    /// names a party it was not shown gets one Link naming that party, with the call's calldata
+    /// (the customer's, see [`Tracker::attended_transfer`]).
+    fn relink_after_transfer(&mut self, uid: &str, out: &mut Vec<Notification>) {
+        let Some(leg) = self.legs.get(uid) else {
+            return;
+        };
+        let Some(call) = self.calls.get(&leg.call).filter(|c| c.transferred) else {
+            return;
+        };
+        let Some(party) = leg.connected.clone().filter(present) else {
+            return;
+        };
+        let same = leg.shown_cid.as_ref().is_some_and(|c| c.num == party.num);
+        if !leg.linked || leg.transferer || same {
             return;
         }
-        if let Some(leg) = self.legs.get_mut(&chan.uid) {
-            leg.shown_cid = Some(connected);
+        let (calldata, context) = (call.calldata.clone(), call.context.clone());
+        let Some(leg) = self.legs.get_mut(uid) else {
+            return;
+        };
+        leg.shown_cid = Some(party);
+        if calldata.is_some() {
+            leg.appdata = calldata;
+            leg.context = context.or(leg.context.take());
+        }
+        Self::notify(out, leg, Kind::Link);
+    }
+
+    /// The last channel list completed: the Link of every leg it showed answered and bridged that
+    /// never had one (a call answered while the AMI link was down), with the party the list named
+    /// and the call's context and calldata.
+    fn late_links(&mut self, out: &mut Vec<Notification>) {
+        let mut late: Vec<String> = self
+            .legs
+            .values()
+            .filter(|l| l.late)
+            .map(|l| l.uid.clone())
+            .collect();
+        late.sort();
+        for uid in late {
+            let Some(leg) = self.legs.get(&uid) else {
+                continue;
+            };
+            let call = self.calls.get(&leg.call).cloned().unwrap_or_default();
+            let Some(leg) = self.legs.get_mut(&uid) else {
+                continue;
+            };
+            if !std::mem::take(&mut leg.late) {
+                continue;
+            }
+            leg.linked = true;
+            if leg.appdata.is_none() && call.calldata.is_some() {
+                leg.appdata = call.calldata;
+                leg.context = call.context.or(leg.context.take());
+            }
             Self::notify(out, leg, Kind::Link);
         }
     }

@@ -93,19 +93,28 @@ pub enum Event {
         bridged: bool,
         calldata: Option<String>,
         context: Option<String>,
+        /// The application the channel runs (`AppDial`/`AppQueue`: a leg something dialed).
+        application: Option<String>,
     },
-    /// 12+ `AttendedTransfer` (AMI `Atxfer`, a phone's REFER with Replaces, DTMF features): the
-    /// Uniqueids of the channels it names (transferers, transferee, target).
+    /// 12+ `AttendedTransfer` (AMI `Atxfer`, a phone's REFER with Replaces, DTMF features) that
+    /// succeeded: the transferers (`OrigTransferer`, `SecondTransferer`: they leave), the transferee
+    /// (the party held: the customer), and every other channel it names (the target, the Local pair
+    /// of `DestType: Link`).
     AttendedTransfer {
-        uids: Vec<String>,
+        transferers: Vec<String>,
+        transferee: Option<String>,
+        others: Vec<String>,
     },
     /// 12+ `NewConnectedLine`: the party `chan` is connected to has changed.
     ConnectedLine {
         chan: Chan,
         connected: Cid,
     },
-    /// The end of a channel list (`CoreShowChannelsComplete`, `StatusComplete`).
-    ChannelListComplete,
+    /// The end of a channel list (`CoreShowChannelsComplete`, `StatusComplete`); `last` for
+    /// `StatusComplete`, the list the link always asks for last.
+    ChannelListComplete {
+        last: bool,
+    },
     Rename {
         uid: String,
         newname: String,
@@ -137,7 +146,7 @@ impl Event {
             Event::BridgeLeave { uid, .. } | Event::Rename { uid, .. } => [Some(uid), None],
             Event::AgentCalled { .. }
             | Event::AttendedTransfer { .. }
-            | Event::ChannelListComplete
+            | Event::ChannelListComplete { .. }
             | Event::Other => [None, None],
         }
     }
@@ -286,21 +295,15 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
                 (value != "(null)").then(|| value.to_string())
             }),
             context: v.s("Context").filter(|c| !c.is_empty()),
+            application: v.s("Application").filter(|a| !a.is_empty()),
         },
-        "AttendedTransfer" => Event::AttendedTransfer {
-            uids: v
-                .f
-                .headers()
-                .filter(|(k, _)| k.len() >= 8 && k[k.len() - 8..].eq_ignore_ascii_case("uniqueid"))
-                .map(|(_, u)| u.trim().to_string())
-                .filter(|u| !u.is_empty())
-                .collect(),
-        },
+        "AttendedTransfer" => attended_transfer(v)?,
         "NewConnectedLine" => Event::ConnectedLine {
             chan: v.chan("")?,
             connected: v.cid("ConnectedLineNum", "ConnectedLineName")?,
         },
-        "CoreShowChannelsComplete" | "StatusComplete" => Event::ChannelListComplete,
+        "CoreShowChannelsComplete" => Event::ChannelListComplete { last: false },
+        "StatusComplete" => Event::ChannelListComplete { last: true },
         "CoreShowChannel" => Event::ChannelListed {
             chan: v.chan("")?,
             connected: v.cid("ConnectedLineNum", "ConnectedLineName"),
@@ -310,6 +313,7 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
                 .is_some_and(|b| !b.trim().is_empty()),
             calldata: None,
             context: v.s("Context").filter(|c| !c.is_empty()),
+            application: v.s("Application").filter(|a| !a.is_empty()),
         },
         "Rename" => Event::Rename {
             uid: v.s("Uniqueid")?,
@@ -317,6 +321,42 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
         },
         "Hangup" => Event::Hangup(v.chan("")?),
         _ => return None,
+    })
+}
+
+/// Ends with `suffix`, ASCII case ignored (bytes compared: a key is not sliced as `str`).
+fn ends_with_ignore_case(key: &str, suffix: &str) -> bool {
+    let (k, s) = (key.as_bytes(), suffix.as_bytes());
+    k.len() >= s.len() && k[k.len() - s.len()..].eq_ignore_ascii_case(s)
+}
+
+/// A successful `AttendedTransfer`'s channels by role; a failed one is `Other`.
+fn attended_transfer(v: &View<'_>) -> Option<Event> {
+    if !v.s("Result")?.eq_ignore_ascii_case("Success") {
+        return None;
+    }
+    let (mut transferers, mut transferee, mut others) = (Vec::new(), None, Vec::new());
+    for (key, value) in v.f.headers() {
+        let uid = value.trim();
+        if uid.is_empty()
+            || !ends_with_ignore_case(key, "uniqueid")
+            || ends_with_ignore_case(key, "bridgeuniqueid")
+        {
+            continue;
+        }
+        let k = key.to_ascii_lowercase();
+        if k.ends_with("transfereruniqueid") {
+            transferers.push(uid.to_string());
+        } else if k == "transfereeuniqueid" {
+            transferee = Some(uid.to_string());
+        } else {
+            others.push(uid.to_string());
+        }
+    }
+    Some(Event::AttendedTransfer {
+        transferers,
+        transferee,
+        others,
     })
 }
 

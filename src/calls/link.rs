@@ -47,6 +47,7 @@ impl Tracker {
             return;
         };
         leg.linked = true;
+        leg.late = false;
         leg.shown_cid = shown;
         leg.context = context;
         if leg.appdata.is_none() {

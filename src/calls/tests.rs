@@ -413,8 +413,8 @@ fn a_connected_line_change_relinks_only_after_an_attended_transfer_and_once_per_
     assert_eq!(summary(&plain), summary(&before));
     // After AttendedTransfer: one Link naming the new party, with the call's calldata; the same
     // party again, or an unknown number, sends nothing more.
-    let xfer = "\n\nEvent: AttendedTransfer\nResult: Success\nOrigTransfererUniqueid: a1\n\
-                TransfereeUniqueid: c1";
+    let xfer = "\n\nEvent: AttendedTransfer\nResult: Success\nOrigTransfererUniqueid: x9\n\
+                TransfereeUniqueid: c1\nTransferTargetUniqueid: a1";
     let after = run(
         Dialect::V12Plus,
         &format!(
@@ -497,4 +497,272 @@ Uniqueid2: a202
         "{got:?}"
     );
     assert_eq!(links[1], "SIP/202 Link a202 0215551234/Customer ivr/777");
+}
+
+/// DEMO_12 up to (not including) its Hangups.
+fn demo_12_head() -> String {
+    DEMO_12
+        .split("\n\n")
+        .take_while(|f| !f.starts_with("Event: Hangup"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn ncl(uid: &str, channel: &str, linkedid: &str, num: &str, name: &str) -> String {
+    format!(
+        "Event: NewConnectedLine\nChannel: {channel}\nUniqueid: {uid}\nLinkedid: {linkedid}\n\
+         ConnectedLineNum: {num}\nConnectedLineName: {name}"
+    )
+}
+
+/// A consultation call of its own (Linkedid k1, no calldata): 201's second leg t1 dials 202 (b1),
+/// 202 answers, both bridged. What a desk phone's second dialog is.
+const CONSULT: &str = "\
+Event: Newchannel
+Channel: PJSIP/201-0000000b
+Uniqueid: t1
+Linkedid: k1
+CallerIDNum: 201
+CallerIDName: Agent
+
+Event: Newexten
+Channel: PJSIP/201-0000000b
+Uniqueid: t1
+Linkedid: k1
+Context: internal
+Application: Dial
+AppData: PJSIP/202
+
+Event: DialBegin
+Channel: PJSIP/201-0000000b
+Uniqueid: t1
+Linkedid: k1
+CallerIDNum: 201
+CallerIDName: Agent
+DestChannel: PJSIP/202-0000000c
+DestUniqueid: b1
+DestLinkedid: k1
+
+Event: Newstate
+Channel: PJSIP/202-0000000c
+Uniqueid: b1
+Linkedid: k1
+ChannelStateDesc: Up
+CallerIDNum: 202
+CallerIDName: Agent B
+
+Event: DialEnd
+Channel: PJSIP/201-0000000b
+Uniqueid: t1
+DestChannel: PJSIP/202-0000000c
+DestUniqueid: b1
+DialStatus: ANSWER
+
+Event: BridgeEnter
+BridgeUniqueid: k-bridge
+Channel: PJSIP/202-0000000c
+Uniqueid: b1
+Linkedid: k1
+
+Event: BridgeEnter
+BridgeUniqueid: k-bridge
+Channel: PJSIP/201-0000000b
+Uniqueid: t1
+Linkedid: k1";
+
+#[test]
+fn an_attended_transfer_gives_one_link_naming_the_customer_with_its_calldata_in_either_order() {
+    // REFER with Replaces: the customer (c1, calldata 12345) talks to 201 (a1); 201's second dialog
+    // (t1, call k1) talks to 202 (b1). The transfer joins the customer with 202, whose leg belongs
+    // to the consultation call.
+    let xfer = "Event: AttendedTransfer\nResult: Success\nOrigTransfererUniqueid: a1\n\
+                SecondTransfererUniqueid: t1\nTransfereeUniqueid: c1\nTransfereeLinkedid: c1\n\
+                TransferTargetUniqueid: b1\nTransferTargetLinkedid: k1\nDestType: Bridge\n\
+                DestBridgeUniqueid: k-bridge";
+    let to_customer = ncl("b1", "PJSIP/202-0000000c", "k1", "0215550100", "Customer");
+    // 201's own connected-line changes before it leaves (it must get nothing from them).
+    let a1_to_202 = ncl("a1", "PJSIP/201-0000000a", "c1", "202", "Agent B");
+    let hang = |uid: &str, ch: &str, l: &str| {
+        format!("Event: Hangup\nChannel: {ch}\nUniqueid: {uid}\nLinkedid: {l}")
+    };
+    let tail = [
+        hang("a1", "PJSIP/201-0000000a", "c1"),
+        hang("t1", "PJSIP/201-0000000b", "k1"),
+        hang("b1", "PJSIP/202-0000000c", "k1"),
+    ]
+    .join("\n\n");
+    let head = format!("{}\n\n{CONSULT}\n\n{a1_to_202}", demo_12_head());
+    let ncl_first = run(
+        Dialect::V12Plus,
+        &format!("{head}\n\n{to_customer}\n\n{xfer}\n\n{tail}\n\n"),
+    );
+    let xfer_first = run(
+        Dialect::V12Plus,
+        &format!("{head}\n\n{xfer}\n\n{to_customer}\n\n{tail}\n\n"),
+    );
+    let for_202 = |ns: &[Notification]| -> Vec<String> {
+        summary(ns)
+            .into_iter()
+            .filter(|l| l.starts_with("PJSIP/202"))
+            .collect()
+    };
+    assert_eq!(
+        for_202(&ncl_first),
+        vec![
+            "PJSIP/202 Newcallerid b1 201/Agent /",
+            "PJSIP/202 Newstate b1 202/Agent B /",
+            "PJSIP/202 Link b1 201/Agent internal/",
+            "PJSIP/202 Link b1 0215550100/Customer ivr/12345",
+            "PJSIP/202 Hangup b1 0215550100/Customer ivr/12345",
+        ]
+    );
+    assert_eq!(summary(&ncl_first), summary(&xfer_first));
+    // The transferer: its Link and Hangup with the customer, nothing for 202.
+    let a1: Vec<String> = summary(&ncl_first)
+        .into_iter()
+        .filter(|l| l.contains(" a1 "))
+        .collect();
+    assert_eq!(
+        a1[2..],
+        [
+            "PJSIP/201 Link a1 0215550100/Customer ivr/12345",
+            "PJSIP/201 Hangup a1 0215550100/Customer ivr/12345"
+        ]
+    );
+    // A failed transfer changes nothing: 202 keeps its party.
+    let failed = xfer.replace("Result: Success", "Result: Fail");
+    let ns = run(
+        Dialect::V12Plus,
+        &format!("{head}\n\n{to_customer}\n\n{failed}\n\n{tail}\n\n"),
+    );
+    assert_eq!(for_202(&ns).len(), 4, "{:?}", summary(&ns));
+}
+
+#[test]
+fn a_ringing_before_its_dial_gives_one_popup_with_the_same_caller() {
+    // DEMO_12 with the agent's Ringing moved before the DialBegin that dials it (another thread).
+    let frames: Vec<&str> = DEMO_12.split("\n\n").collect();
+    let dial = frames
+        .iter()
+        .position(|f| f.starts_with("Event: DialBegin"))
+        .unwrap();
+    let ring = frames
+        .iter()
+        .position(|f| f.contains("ChannelStateDesc: Ringing"))
+        .unwrap();
+    let mut swapped = frames.clone();
+    let r = swapped.remove(ring);
+    swapped.insert(dial, r);
+    // Asterisk's Ringing snapshot carries the connected line it set from the dialer before calling.
+    let with_connected = |fs: &[&str]| {
+        fs.join("\n\n").replace(
+            "ChannelStateDesc: Ringing\n",
+            "ChannelStateDesc: Ringing\nConnectedLineNum: 0215550100\nConnectedLineName: Customer\n",
+        )
+    };
+    let recorded = summary(&run(Dialect::V12Plus, &with_connected(&frames)));
+    let reordered = summary(&run(Dialect::V12Plus, &with_connected(&swapped)));
+    assert_eq!(recorded, reordered);
+    assert_eq!(
+        recorded
+            .iter()
+            .filter(|l| l.contains(" Newcallerid "))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_call_answered_while_the_link_was_down_pops_when_the_last_list_completes() {
+    // The agent's leg rang before the link went down (popup sent), was answered meanwhile; the new
+    // session's lists show it bridged (AppDial) with the customer, the Status list names calldata.
+    let ringing: String = DEMO_12
+        .split("\n\n")
+        .take_while(|f| !f.contains("ChannelStateDesc: Up"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let lists = "\
+Event: CoreShowChannel
+Channel: PJSIP/201-0000000a
+Uniqueid: a1
+Linkedid: c1
+ChannelStateDesc: Up
+CallerIDNum: 201
+CallerIDName: Agent
+ConnectedLineNum: 0215550100
+ConnectedLineName: Customer
+Application: AppDial
+Context: ivr
+BridgeId: b1
+
+Event: CoreShowChannel
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+ChannelStateDesc: Up
+CallerIDNum: 0215550100
+CallerIDName: Customer
+ConnectedLineNum: 201
+ConnectedLineName: Agent
+Application: Dial
+Context: ivr
+BridgeId: b1
+
+Event: CoreShowChannelsComplete
+
+Event: Status
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1
+CallerIDNum: 0215550100
+CallerIDName: Customer
+Variable: calldata=12345
+Context: ivr
+
+Event: StatusComplete";
+    let mut t = Tracker::new();
+    let mut before = Vec::new();
+    for f in frames(&format!("{ringing}\n\n")) {
+        before.extend(t.apply(decode(&f, Dialect::V12Plus)));
+    }
+    assert_eq!(
+        summary(&before),
+        ["PJSIP/201 Newcallerid a1 0215550100/Customer /"]
+    );
+    t.begin_resync();
+    let mut after = Vec::new();
+    let mut at_first_end = None;
+    for f in frames(&format!("{lists}\n\n")) {
+        after.extend(t.apply(decode(&f, Dialect::V12Plus)));
+        if f.event() == Some("CoreShowChannelsComplete") {
+            at_first_end = Some(after.len());
+        }
+    }
+    assert_eq!(
+        at_first_end,
+        Some(0),
+        "not before the Status list's calldata"
+    );
+    assert_eq!(
+        summary(&after),
+        ["PJSIP/201 Link a1 0215550100/Customer ivr/12345"]
+    );
+    // The same lists again (another reconnect): the agent was told; nothing more.
+    t.begin_resync();
+    let again: Vec<Notification> = frames(&format!("{lists}\n\n"))
+        .iter()
+        .flat_map(|f| t.apply(decode(f, Dialect::V12Plus)))
+        .collect();
+    assert!(again.is_empty(), "{:?}", summary(&again));
+    // A leg the list shows bridged that nothing dialed (the customer's own): no Link.
+    let mut fresh = Tracker::new();
+    fresh.begin_resync();
+    let ns: Vec<Notification> = frames(&format!("{lists}\n\n"))
+        .iter()
+        .flat_map(|f| fresh.apply(decode(f, Dialect::V12Plus)))
+        .collect();
+    assert_eq!(
+        summary(&ns),
+        ["PJSIP/201 Link a1 0215550100/Customer ivr/12345"]
+    );
 }

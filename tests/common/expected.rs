@@ -123,6 +123,7 @@ pub fn pairs() -> Vec<(PathBuf, PathBuf)> {
         "asterisk-11.25.3",
         "asterisk-20.20.1",
         "asterisk-22.10.1",
+        "asterisk-22.10.1-phones",
     ] {
         for e in std::fs::read_dir(root().join("fixtures/ami").join(dir))
             .unwrap()
@@ -130,11 +131,12 @@ pub fn pairs() -> Vec<(PathBuf, PathBuf)> {
         {
             let p = e.path();
             if p.extension().and_then(|x| x.to_str()) == Some("ami") {
+                // `NAME.ctimanager.ami` → `NAME.ctimanager.expected` (not `NAME.expected`).
+                let stem = p.file_stem().unwrap().to_string_lossy();
                 let exp = root()
                     .join("expected")
                     .join(dir)
-                    .join(p.file_stem().unwrap())
-                    .with_extension("expected");
+                    .join(format!("{stem}.expected"));
                 out.push((p, exp));
             }
         }
