@@ -3,7 +3,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
+use astcti_server::ami::dialect::Dialect;
+use astcti_server::ami::frame::{Decoder, Frame, Item};
 use astcti_server::offline;
+use astcti_server::route::Router;
 use common::expected::{by_leg, expected, pairs, root};
 
 #[test]
@@ -85,4 +90,186 @@ fn the_spec_examples_come_out_byte_for_byte() {
     assert_eq!(got.lines().nth(2), Some(link));
     let newcallerid = "SIP/201\t<event id=\"Newcallerid\">\\n<call>\\t<uniqueid>1194001092.75</uniqueid>\\n\\t<channel>SIP/201-0821bb20</channel>\\n\\t<calleridnum>202</calleridnum>\\n\\t<calleridname>Demo 3</calleridname>\\n</call></event>\\n";
     assert_eq!(got.lines().next(), Some(newcallerid));
+}
+
+/// xorshift64*: small, deterministic (every failure names its seed).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// How far an event may move from where it was recorded.
+const WINDOW: usize = 4;
+/// Reorderings per capture.
+const SEEDS: u64 = 48;
+
+/// The channels a frame is ordered with. An event about one channel (12+'s snapshots, `Newstate`,
+/// `Hangup`, … and `DialBegin`, `AttendedTransfer`, raised by the thread of the channel its
+/// `Uniqueid` (or first header naming a Uniqueid) names: the order of its other channels' events around it is
+/// not fixed, as the real captures show) is ordered with that channel; 1.4/1.6–11's `Dial`, `Link`,
+/// `Bridge` and the `LocalBridge` of any version are raised with both channels locked, after what
+/// made them (the answer, the dial), and are ordered with every channel they name. Events about no
+/// channel (`BridgeCreate`, …) are ordered with nothing. Answers to the server's actions (`ActionID`:
+/// the channel lists and their ends) and frames without `Event` are `Err`: they stay where they are.
+fn channels(frame: &Frame) -> Result<Vec<String>, ()> {
+    let Some(event) = frame.event() else {
+        return Err(());
+    };
+    if frame.action_id().is_some() {
+        return Err(());
+    }
+    let uids = frame
+        .headers()
+        .filter(|(k, _)| {
+            // `Uniqueid1` (1.4 `Link`), `SrcUniqueID`, `DestUniqueid`, `TransfereeUniqueid`, …
+            k.to_ascii_lowercase().contains("uniqueid") && !k.eq_ignore_ascii_case("BridgeUniqueid")
+        })
+        .map(|(_, v)| v.trim().to_string());
+    if matches!(event, "Dial" | "Link" | "Unlink" | "Bridge" | "LocalBridge") {
+        return Ok(uids.collect());
+    }
+    if let Some(u) = frame.get("Uniqueid") {
+        return Ok(vec![u.trim().to_string()]);
+    }
+    Ok(uids.take(1).collect())
+}
+
+/// A reordering Asterisk may produce: random adjacent swaps of events raised by different
+/// channels (never two of one channel, whose order Asterisk keeps), each event at most `WINDOW`
+/// places from where it was recorded, banners and list answers fixed.
+fn reorder(items: &[Item], seed: u64) -> Vec<Item> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let owners: Vec<Result<Vec<String>, ()>> = items
+        .iter()
+        .map(|i| match i {
+            Item::Frame(f) => channels(f),
+            _ => Err(()),
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    for _ in 0..WINDOW {
+        for i in 0..order.len().saturating_sub(1) {
+            let (a, b) = (order[i], order[i + 1]);
+            let movable = match (&owners[a], &owners[b]) {
+                (Ok(x), Ok(y)) => !x.iter().any(|u| y.contains(u)),
+                _ => false,
+            };
+            // After the swap a sits at i + 1 and b at i.
+            let within = (i + 1).abs_diff(a) <= WINDOW && i.abs_diff(b) <= WINDOW;
+            if movable && within && rng.next() % 3 == 0 {
+                order.swap(i, i + 1);
+            }
+        }
+    }
+    order.into_iter().map(|i| items[i].clone()).collect()
+}
+
+/// What `--replay` does, on decoded items: (agent, wire) per notification.
+fn notifications(items: &[Item], agents: &[String]) -> Vec<(String, String)> {
+    let mut router = Router::default();
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Banner(v) => router.session(Dialect::from_banner(v)),
+            Item::Frame(f) => out.extend(
+                router
+                    .frame(f)
+                    .into_iter()
+                    .filter(|(a, _)| agents.contains(a)),
+            ),
+            Item::Discarded(_) => {}
+        }
+    }
+    out
+}
+
+/// Each agent's notifications, leg by leg (in order within each leg). The contract fixes the order
+/// of one leg's notifications; between two legs of one agent (two calls at once, a transferring
+/// agent's second dialog) it follows Asterisk's order of their channels' events, which is not fixed.
+fn per_agent(ns: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (agent, wire) in ns {
+        map.entry(agent.clone()).or_default().push(wire.clone());
+    }
+    for v in map.values_mut() {
+        *v = by_leg(v).into_values().flatten().collect();
+    }
+    map
+}
+
+#[test]
+fn every_reordering_of_events_from_different_channels_gives_each_agent_the_same_notifications() {
+    let mut failures = Vec::new();
+    let mut reorders = 0usize;
+    for (ami, exp) in pairs() {
+        let e = expected(&exp);
+        let mut d = Decoder::default();
+        d.push(&std::fs::read(&ami).unwrap());
+        let items: Vec<Item> = std::iter::from_fn(|| d.next_item()).collect();
+        let recorded = per_agent(&notifications(&items, &e.agents));
+        // Seeds that do not move anything count for nothing: the test says how many did.
+        for seed in 0..SEEDS {
+            let shuffled = reorder(&items, seed);
+            if shuffled == items {
+                continue;
+            }
+            reorders += 1;
+            let got = per_agent(&notifications(&shuffled, &e.agents));
+            if got != recorded {
+                let agent = recorded
+                    .keys()
+                    .chain(got.keys())
+                    .find(|a| recorded.get(*a) != got.get(*a))
+                    .cloned()
+                    .unwrap_or_default();
+                let show = |m: &BTreeMap<String, Vec<String>>| {
+                    m.get(&agent)
+                        .map(|v| {
+                            v.iter()
+                                .map(|w| summary(w))
+                                .collect::<Vec<_>>()
+                                .join("\n      ")
+                        })
+                        .unwrap_or_default()
+                };
+                failures.push(format!(
+                    "{} seed {seed}, agent {agent}:\n    recorded:\n      {}\n    reordered:\n      {}",
+                    ami.display(),
+                    show(&recorded),
+                    show(&got)
+                ));
+                break;
+            }
+        }
+    }
+    assert!(
+        reorders > 1000,
+        "only {reorders} reorderings moved anything"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One notification, shortened for a failure message.
+fn summary(wire: &str) -> String {
+    let field = |name: &str| {
+        wire.split(&format!("<{name}>"))
+            .nth(1)
+            .and_then(|r| r.split(&format!("</{name}>")).next())
+            .unwrap_or("")
+            .to_string()
+    };
+    format!(
+        "{} {} {}/{} {}/{}",
+        wire.split('"').nth(1).unwrap_or(""),
+        field("uniqueid"),
+        field("calleridnum"),
+        field("calleridname"),
+        field("context"),
+        field("appdata")
+    )
 }
