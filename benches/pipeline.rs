@@ -111,6 +111,7 @@ fn main() {
         "asterisk-11.25.3",
         "asterisk-20.20.1",
         "asterisk-22.10.1",
+        "asterisk-22.10.1-phones",
     ] {
         let files = captures(dir);
         let bytes: usize = files.iter().map(Vec::len).sum();

@@ -23,10 +23,8 @@ fn capture(name: &str) -> Capture {
 /// The expected wire notifications of one part for `agent`.
 fn wire(name: &str, agent: &str) -> Vec<String> {
     expected(
-        &root()
-            .join("expected")
-            .join(name)
-            .with_extension("expected"),
+        // `NAME.ctimanager` → `NAME.ctimanager.expected`
+        &root().join("expected").join(format!("{name}.expected")),
     )
     .wire
     .into_iter()
@@ -75,6 +73,12 @@ fn play(parts: &[&str], lists: &[Option<&str>], agent: &str, want: usize) -> (Ve
             channels: l.map(|l| channel_list(&capture(l))).unwrap_or_default(),
         })
         .collect();
+    play_plans(plans, agent, want)
+}
+
+/// Plays one AMI session per plan; returns what `agent` received.
+fn play_plans(plans: Vec<SessionPlan>, agent: &str, want: usize) -> (Vec<String>, Server) {
+    let sessions = plans.len() as u64;
     let mut cfg = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), plans[0].captures.clone());
     cfg.sessions = plans;
     cfg.pace = Pace::Fast;
@@ -95,7 +99,7 @@ fn play(parts: &[&str], lists: &[Option<&str>], agent: &str, want: usize) -> (Ve
         "nothing more: {}",
         server.stderr_text()
     );
-    assert!(replay.stats().sessions >= parts.len() as u64);
+    assert!(replay.stats().sessions >= sessions);
     drop(row);
     (got, server)
 }
@@ -186,5 +190,43 @@ fn graceful_restart_sends_no_second_hangup() {
     let mut want = wire(p1, "PJSIP/201");
     want.extend(wire(p2, "PJSIP/201"));
     let (got, server) = play(&[p1, p2], &[None, None], "PJSIP/201", want.len());
+    check(&got, &want, &server);
+}
+
+/// A recording of several AMI sessions (the server's own `--record-ami` across a reconnect), one
+/// capture per banner.
+fn sessions_of(name: &str) -> Vec<Capture> {
+    let bytes = std::fs::read(root().join("fixtures/ami").join(format!("{name}.ami"))).unwrap();
+    let banner = b"Asterisk Call Manager/";
+    let mut starts: Vec<usize> = (0..bytes.len())
+        .filter(|&i| bytes[i..].starts_with(banner) && (i == 0 || bytes[i - 1] == b'\n'))
+        .collect();
+    starts.push(bytes.len());
+    starts
+        .windows(2)
+        .map(|w| Capture::parse(&bytes[w[0]..w[1]], None))
+        .collect()
+}
+
+#[test]
+fn a_call_answered_while_the_link_was_down_pops_right_after_the_reconnect() {
+    let _g = exts();
+    // The server's own recording: session 1 (before the cut) saw nothing of the call; session 2's
+    // lists show 201 bridged with the customer (calldata in the Status list), then the hangup.
+    let name = "asterisk-22.10.1-phones/g-ami-down-call-starts-meanwhile.ctimanager";
+    let plans: Vec<SessionPlan> = sessions_of(name)
+        .into_iter()
+        .map(|c| SessionPlan {
+            channels: channel_list(&c),
+            captures: vec![c],
+        })
+        .collect();
+    assert_eq!(plans.len(), 2);
+    assert!(plans[0].channels.is_empty() && !plans[1].channels.is_empty());
+    // The late Link (party, context, calldata) as soon as the lists complete, then the Hangup.
+    let want = wire(name, "PJSIP/201");
+    assert_eq!(want.len(), 2);
+    assert!(want[0].starts_with("<event id=\"Link\">") && want[0].contains("31033"));
+    let (got, server) = play_plans(plans, "PJSIP/201", want.len());
     check(&got, &want, &server);
 }

@@ -27,10 +27,8 @@ fn capture(name: &str) -> Capture {
 /// The expected wire notifications of `name` for `agent`, one play.
 fn expected_for(name: &str, agent: &str) -> (Vec<String>, bool) {
     let e = expected(
-        &root()
-            .join("expected")
-            .join(name)
-            .with_extension("expected"),
+        // `NAME.ctimanager` → `NAME.ctimanager.expected`
+        &root().join("expected").join(format!("{name}.expected")),
     );
     let wire = e
         .wire
