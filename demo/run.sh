@@ -3,10 +3,13 @@
 #
 #   demo/run.sh                        run the demo until Ctrl-C
 #   demo/run.sh --check                the same path without a terminal: exits 0 once the demo client
-#                                      has received the Link with calldata 40401, non-zero (saying what
-#                                      failed) otherwise
+#                                      has received the Link with calldata 40401 (with --asterisk: the
+#                                      popup and screen pop of whatever call you place), non-zero
+#                                      (saying what failed) otherwise
 #   demo/run.sh --asterisk HOST:PORT   use a real Asterisk's AMI (configured from demo/asterisk/, see
 #                                      demo/README.md) instead of the recorded call
+#   demo/run.sh --ami-user NAME        that Asterisk's manager user (default ctimanager)
+#   demo/run.sh --ami-secret SECRET    its secret (default ctimanager, or ASTCTI_DEMO_AMI_SECRET)
 #   demo/run.sh --ext EXT              the demo agent's EXT (default PJSIP/201, the agent phone of
 #                                      demo/asterisk/; SIP/201 for demo/asterisk-1.4/)
 #   demo/run.sh --help                 this text
@@ -33,6 +36,8 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 check=no
 asterisk=""
 ext_arg=""
+ami_user=ctimanager
+ami_secret="${ASTCTI_DEMO_AMI_SECRET:-ctimanager}"
 while [ "$#" -gt 0 ]; do
   case "$1" in
     --check) check=yes ;;
@@ -42,6 +47,12 @@ while [ "$#" -gt 0 ]; do
     --ext)
       [ "$#" -ge 2 ] || { echo "demo/run.sh: --ext needs an EXT such as SIP/201" >&2; exit 2; }
       ext_arg="$2"; shift ;;
+    --ami-user)
+      [ "$#" -ge 2 ] || { echo "demo/run.sh: --ami-user needs the manager user's name" >&2; exit 2; }
+      ami_user="$2"; shift ;;
+    --ami-secret)
+      [ "$#" -ge 2 ] || { echo "demo/run.sh: --ami-secret needs the manager user's secret" >&2; exit 2; }
+      ami_secret="$2"; shift ;;
     --help|-h) usage; exit 0 ;;
     *) echo "demo/run.sh: unknown argument $1 (see demo/run.sh --help)" >&2; exit 2 ;;
   esac
@@ -115,8 +126,10 @@ cp demo/web/index.html "$demo_dir/web/"
 if [ -n "$asterisk" ]; then
   ami_host="${asterisk%:*}"
   ami_port="${asterisk##*:}"
-  target/release/astcti-demo-client --probe-ami "$asterisk" ctimanager ctimanager \
-    || fail "no Asterisk manager with user ctimanager/ctimanager answers on $asterisk (demo/README.md)"
+  [ -n "$ami_user" ] && [ -n "$ami_secret" ] || fail "--ami-user and --ami-secret must not be empty"
+  case "$ami_user$ami_secret" in *[[:cntrl:]]*) fail "--ami-user and --ami-secret cannot hold control characters (line breaks, tabs)" ;; esac
+  target/release/astcti-demo-client --probe-ami "$asterisk" "$ami_user" "$ami_secret" \
+    || fail "no Asterisk manager with user $ami_user and the given secret answers on $asterisk (--ami-user, --ami-secret; demo/README.md)"
   echo "== using the Asterisk at $asterisk; waiting for a call: from phone 202 (or any phone in"
   echo "   [astctidemo]) call 100, key five digits, answer on $agent_ext"
 else
@@ -138,9 +151,16 @@ else
   done
 fi
 
+# The manager user and secret as XML attribute values, then as sed replacement text.
+xml_attr() { printf '%s' "$1" | sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g' -e "s/'/\&apos;/g"; }
+sed_repl() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+user_xml="$(sed_repl "$(xml_attr "$ami_user")")"
+secret_xml="$(sed_repl "$(xml_attr "$ami_secret")")"
 sed -e "s|<add key=\"MYSQL_TIMEOUT\"|<add key=\"MYSQL_PORT\" value=\"$db_port\" />\n\t\t\t<add key=\"MYSQL_TIMEOUT\"|" \
     -e "s|<add key=\"MANAGER_HOST\" value=\"127.0.0.1\"/>|<add key=\"MANAGER_HOST\" value=\"$ami_host\" />|" \
     -e "s|<add key=\"MANAGER_PORT\" value=\"5038\" />|<add key=\"MANAGER_PORT\" value=\"$ami_port\" />|" \
+    -e "s|<add key=\"MANAGER_USER\" value=\"ctimanager\" />|<add key=\"MANAGER_USER\" value=\"$user_xml\" />|" \
+    -e "s|<add key=\"MANAGER_PASS\" value=\"ctimanager\" />|<add key=\"MANAGER_PASS\" value=\"$secret_xml\" />|" \
     -e "s|<add key=\"CTI_SERVER_LISTEN_PORT\" value=\"9000\" />|<add key=\"CTI_SERVER_LISTEN_PORT\" value=\"$cti_port\" />|" \
     AstCTIServer.xml > "$demo_dir/AstCTIServer.xml"
 
@@ -195,19 +215,30 @@ if [ "$check" = yes ]; then
   XDG_RUNTIME_DIR="$demo_dir" target/release/astcti-client --settings "$demo_dir/AstCTIClient.config" \
     >"$client_log" 2>&1 </dev/null &
   client_pid=$!
-  for _ in $(seq 1 600); do
-    grep -q "^OPEN .*calldata=$calldata" "$client_log" 2>/dev/null && break
+  # The recorded call brings "Customer P" and 40401; a real Asterisk whatever call is placed (any
+  # caller, any digits), for as long as it takes someone to place it (10 minutes).
+  if [ -n "$asterisk" ]; then
+    want_ringing='^RINGING '
+    want_open='^OPEN .*calldata='
+    tries=6000
+  else
+    want_ringing='^RINGING  0215552001 (Customer P)'
+    want_open="^OPEN .*calldata=$calldata"
+    tries=600
+  fi
+  for _ in $(seq 1 "$tries"); do
+    grep -q "$want_open" "$client_log" 2>/dev/null && break
     kill -0 "$client_pid" 2>/dev/null || break
     sleep 0.1
   done
   kill -TERM "$client_pid" 2>/dev/null; wait "$client_pid" 2>/dev/null || true
   cat "$client_log"
-  grep -q "^RINGING  0215552001 (Customer P)" "$client_log" \
+  grep -q "$want_ringing" "$client_log" \
     || fail "astcti-client did not show the caller's number and name"
-  grep -q "^OPEN .*calldata=$calldata" "$client_log" \
-    || fail "astcti-client did not open the screen pop with calldata $calldata"
+  grep -q "$want_open" "$client_log" \
+    || fail "astcti-client did not open the screen pop with calldata"
   echo
-  echo "demo: OK: the agent's client showed the caller and opened the screen pop with calldata $calldata"
+  echo "demo: OK: the agent's client showed the caller and opened the screen pop: $(grep -m1 "$want_open" "$client_log")"
 else
   XDG_RUNTIME_DIR="$demo_dir" target/release/astcti-client --settings "$demo_dir/AstCTIClient.config" || true
 fi

@@ -123,17 +123,32 @@ fn modern_dialplan_sets_calldata_before_reaching_the_agent() {
         "{e100:?}"
     );
     assert_eq!(e100[2], "Set(calldata=${cdata})");
-    assert_eq!(e100[3], "Dial(PJSIP/201)");
+    // The agent may transfer (features.conf's keys), on 100, the queue 101 and outbound calls.
+    assert_eq!(e100[3], "Dial(PJSIP/201,,t)");
     let e101 = &d["101"];
     assert_eq!(e101[2], "Set(calldata=${cdata})");
     assert!(e101[3].starts_with("Queue(astcti,"), "{e101:?}");
-    assert!(d["_2XX"][0].starts_with("Dial(PJSIP/${EXTEN},"));
+    assert!(e101[3].starts_with("Queue(astcti,t,"), "{e101:?}");
+    assert_eq!(d["_2XX"][0], "Dial(PJSIP/${EXTEN},20,rtT)");
     assert!(
         !read("demo/asterisk/extensions.conf")
             .lines()
             .any(|l| !l.trim_start().starts_with(';') && l.contains('|')),
         "1.6+ separates arguments with ','"
     );
+}
+
+#[test]
+fn the_agents_can_transfer_by_dtmf() {
+    // Asterisk ships no attended-transfer key: without it neither *2 nor the AMI Atxfer transfers.
+    let f = conf("demo/asterisk/features.conf");
+    let map = section(&f, "featuremap");
+    assert_eq!(value(&map, "atxfer"), Some("*2"));
+    assert_eq!(value(&map, "blindxfer"), Some("#"));
+    let readme = read("demo/README.md");
+    for needle in ["features.conf", "*2", "REFER", "Atxfer"] {
+        assert!(readme.contains(needle), "demo/README.md says how to transfer: {needle}");
+    }
 }
 
 #[test]
