@@ -147,7 +147,10 @@ fn the_agents_can_transfer_by_dtmf() {
     assert_eq!(value(&map, "blindxfer"), Some("#"));
     let readme = read("demo/README.md");
     for needle in ["features.conf", "*2", "REFER", "Atxfer"] {
-        assert!(readme.contains(needle), "demo/README.md says how to transfer: {needle}");
+        assert!(
+            readme.contains(needle),
+            "demo/README.md says how to transfer: {needle}"
+        );
     }
 }
 
