@@ -161,7 +161,7 @@ fn reorder(items: &[Item], seed: u64) -> Vec<Item> {
             };
             // After the swap a sits at i + 1 and b at i.
             let within = (i + 1).abs_diff(a) <= WINDOW && i.abs_diff(b) <= WINDOW;
-            if movable && within && rng.next() % 3 == 0 {
+            if movable && within && rng.next().is_multiple_of(3) {
                 order.swap(i, i + 1);
             }
         }
