@@ -629,6 +629,23 @@ fn an_attended_transfer_gives_one_link_naming_the_customer_with_its_calldata_in_
             "PJSIP/201 Hangup a1 0215550100/Customer ivr/12345"
         ]
     );
+    // DestType Link: the bridges are not merged but joined by a new Local pair (its halves named,
+    // the target not): the same Link, with the customer's calldata.
+    let local_pair = "Event: Newchannel\nChannel: Local/202@x-00000001;1\nUniqueid: l1\nLinkedid: c1\n\n\
+                      Event: Newchannel\nChannel: Local/202@x-00000001;2\nUniqueid: l2\nLinkedid: c1";
+    let by_link = "Event: AttendedTransfer\nResult: Success\nOrigTransfererUniqueid: a1\n\
+                   SecondTransfererUniqueid: t1\nTransfereeUniqueid: c1\nDestType: Link\n\
+                   LocalOneUniqueid: l1\nLocalTwoUniqueid: l2";
+    for order in [[&to_customer, by_link], [by_link, &to_customer]] {
+        let ns = run(
+            Dialect::V12Plus,
+            &format!(
+                "{head}\n\n{local_pair}\n\n{}\n\n{}\n\n{tail}\n\n",
+                order[0], order[1]
+            ),
+        );
+        assert_eq!(for_202(&ns), for_202(&ncl_first), "{:?}", summary(&ns));
+    }
     // A failed transfer changes nothing: 202 keeps its party.
     let failed = xfer.replace("Result: Success", "Result: Fail");
     let ns = run(

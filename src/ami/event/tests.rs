@@ -238,3 +238,42 @@ fn frames_missing_what_an_event_needs_are_other() {
         Event::Other
     );
 }
+
+#[test]
+fn an_attended_transfer_names_its_channels_by_role_and_a_failed_one_is_other() {
+    let ok = f(&[
+        ("Event", "AttendedTransfer"),
+        ("Result", "Success"),
+        ("OrigTransfererUniqueid", "a1"),
+        ("OrigBridgeUniqueid", "br1"),
+        ("SecondTransfererUniqueid", " t1 "),
+        ("TransfereeUniqueid", "c1"),
+        ("TransfereeLinkedid", "c1"),
+        ("TransferTargetUniqueid", "b1"),
+        ("DestType", "Link"),
+        ("LocalOneUniqueid", "l1"),
+        ("LocalTwoUniqueid", ""),
+        // Keys that are not ASCII, or shorter than the suffix, are passed over (never sliced).
+        ("ÜÜÜÜniqueid", "x"),
+        ("éuniqueid", "y"),
+        ("id", "z"),
+    ]);
+    assert_eq!(
+        decode(&ok, Dialect::V12Plus),
+        Event::AttendedTransfer {
+            transferers: vec!["a1".into(), "t1".into()],
+            transferee: Some("c1".into()),
+            others: vec!["b1".into(), "l1".into(), "y".into()],
+        }
+    );
+    for result in ["Fail", "Invalid", "Not Permitted", ""] {
+        let failed = f(&[
+            ("Event", "AttendedTransfer"),
+            ("Result", result),
+            ("TransfereeUniqueid", "c1"),
+        ]);
+        assert_eq!(decode(&failed, Dialect::V12Plus), Event::Other, "{result}");
+    }
+    let no_result = f(&[("Event", "AttendedTransfer"), ("TransfereeUniqueid", "c1")]);
+    assert_eq!(decode(&no_result, Dialect::V12Plus), Event::Other);
+}
