@@ -313,11 +313,18 @@ impl Tracker {
                 calldata,
                 context,
                 application,
+                peer,
             } => {
+                let uid = chan.uid.clone();
                 let dialed = application.is_some_and(|a| {
                     a.eq_ignore_ascii_case("AppDial") || a.eq_ignore_ascii_case("AppQueue")
                 });
-                self.listed(chan, connected, (bridged, dialed), calldata, context)
+                let no_linkedid = chan.linkedid.is_none();
+                self.listed(chan, connected, (bridged, dialed), calldata, context);
+                // 1.6–11: the channel it is bridged with is of the same call.
+                if let Some(peer) = peer.filter(|_| no_linkedid) {
+                    self.join(&peer, &uid);
+                }
             }
             Event::AttendedTransfer {
                 transferers,

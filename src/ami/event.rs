@@ -95,6 +95,9 @@ pub enum Event {
         context: Option<String>,
         /// The application the channel runs (`AppDial`/`AppQueue`: a leg something dialed).
         application: Option<String>,
+        /// 1.6–11 `BridgedUniqueID`: the channel it is bridged with (one call, where there is no
+        /// Linkedid to say so).
+        peer: Option<String>,
     },
     /// 12+ `AttendedTransfer` (AMI `Atxfer`, a phone's REFER with Replaces, DTMF features) that
     /// succeeded: the transferers (`OrigTransferer`, `SecondTransferer`: they leave), the transferee
@@ -296,6 +299,7 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
             }),
             context: v.s("Context").filter(|c| !c.is_empty()),
             application: v.s("Application").filter(|a| !a.is_empty()),
+            peer: v.s("BridgedUniqueID").filter(|p| !p.is_empty()),
         },
         "AttendedTransfer" => attended_transfer(v)?,
         "NewConnectedLine" => Event::ConnectedLine {
@@ -307,13 +311,14 @@ fn decode_view(v: &View<'_>) -> Option<Event> {
         "CoreShowChannel" => Event::ChannelListed {
             chan: v.chan("")?,
             connected: v.cid("ConnectedLineNum", "ConnectedLineName"),
-            bridged: v
-                .get("BridgeId")
-                .or_else(|| v.get("BridgeID"))
-                .is_some_and(|b| !b.trim().is_empty()),
+            // 12+ `BridgeId`; 1.6–11 `BridgedChannel` / `BridgedUniqueID`.
+            bridged: ["BridgeId", "BridgedChannel", "BridgedUniqueID"]
+                .iter()
+                .any(|k| v.get(k).is_some_and(|b| !b.trim().is_empty())),
             calldata: None,
             context: v.s("Context").filter(|c| !c.is_empty()),
             application: v.s("Application").filter(|a| !a.is_empty()),
+            peer: v.s("BridgedUniqueID").filter(|p| !p.is_empty()),
         },
         "Rename" => Event::Rename {
             uid: v.s("Uniqueid")?,

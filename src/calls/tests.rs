@@ -783,3 +783,75 @@ Event: StatusComplete";
         ["PJSIP/201 Link a1 0215550100/Customer ivr/12345"]
     );
 }
+
+#[test]
+fn a_1_6_to_11_channel_list_gives_the_late_pop_too_and_1_4_names_no_application() {
+    // Asterisk 11's CoreShowChannel: `UniqueID`, `BridgedChannel`/`BridgedUniqueID`, Application
+    // AppDial for the dialed agent leg; the Status list then names the caller's calldata.
+    let lists = "\
+Event: CoreShowChannel
+Channel: SIP/201-00000007
+UniqueID: 1795.7
+ChannelStateDesc: Up
+Application: AppDial
+ConnectedLineNum: 0215550100
+ConnectedLineName: Customer
+Context: astctidemo
+BridgedChannel: SIP/trunk-00000006
+BridgedUniqueID: 1795.6
+
+Event: CoreShowChannel
+Channel: SIP/trunk-00000006
+UniqueID: 1795.6
+ChannelStateDesc: Up
+Application: Dial
+ConnectedLineNum: 201
+ConnectedLineName: Agent
+Context: astctidemo
+BridgedChannel: SIP/201-00000007
+BridgedUniqueID: 1795.7
+
+Event: CoreShowChannelsComplete
+
+Event: Status
+Channel: SIP/trunk-00000006
+Uniqueid: 1795.6
+Variable: calldata=777
+Context: astctidemo
+
+Event: StatusComplete
+
+";
+    let mut t = Tracker::new();
+    t.begin_resync();
+    let ns: Vec<Notification> = frames(lists)
+        .iter()
+        .flat_map(|f| t.apply(decode(f, Dialect::V1_6To11)))
+        .collect();
+    // No Linkedid in 11: the list's BridgedUniqueID makes the two legs one call, so the trunk's
+    // calldata (and the context it was set in) reach 201's late Link.
+    assert_eq!(
+        summary(&ns),
+        ["SIP/201 Link 1795.7 0215550100/Customer astctidemo/777"]
+    );
+    // 1.4's Status names no application: a bridged channel may be the customer's own; no late pop.
+    let old = "\
+Event: Status
+Channel: SIP/201-0a
+Uniqueid: 14.7
+CallerIDNum: 201
+State: Up
+Link: SIP/trunk-0b
+Context: astctidemo
+
+Event: StatusComplete
+
+";
+    let mut t = Tracker::new();
+    t.begin_resync();
+    let ns: Vec<Notification> = frames(old)
+        .iter()
+        .flat_map(|f| t.apply(decode(f, Dialect::V1_4)))
+        .collect();
+    assert!(ns.is_empty(), "{:?}", summary(&ns));
+}
