@@ -11,17 +11,27 @@
 //! dialplan context it was set in.
 //!
 //! Notifications, per leg:
-//! - `Newcallerid` when the leg starts ringing: at the dial that creates it (the caller's number and
-//!   name), or at `Ringing` for legs no dial announced (queue members in 1.4/11, originates; number
-//!   from the connected line, else the leg's own).
+//! - `Newcallerid` once per leg, when it starts ringing: at the dial that creates it (the caller's
+//!   number and name), or at `Ringing` for legs no dial announced (queue members in 1.4/11,
+//!   originates) and for a 12+ leg whose `Ringing` comes before its `DialBegin` (number from the
+//!   connected line, else the leg's own).
 //! - `Newstate` for every other state change (a dialed leg's `Ringing` is suppressed), from the event.
 //! - `Link` once per leg that answered a call and is bridged with the other party, with the caller's
 //!   number and name, the context the calldata was set in (else the other party's context) and the
-//!   calldata — also for the new agent after a transfer or a pickup.
+//!   calldata — also for the new agent after a transfer or a pickup. After an attended transfer, a
+//!   linked leg (not a transferer) connected to a new party gets one more Link naming it, with the
+//!   customer's calldata, sent at whichever of `AttendedTransfer` and its `NewConnectedLine` comes
+//!   second ([`Tracker::attended_transfer`]).
 //! - `Hangup` with whatever the leg accumulated; the leg is then forgotten, the call with its last leg.
 //!
 //! After a (re)connect the link lists the channels already up (`CoreShowChannels`); those legs are
-//! seeded with their connected line as the caller, so their `Hangup` still reaches the agent.
+//! seeded with their connected line as the caller, so their `Hangup` still reaches the agent; a dialed
+//! leg the list shows bridged that never had its Link gets it when the last list (`Status`, with the
+//! calldata) completes ([`Tracker::late_links`]).
+//!
+//! Order. Asterisk orders one channel's events, not those of different channels; every notification
+//! is derived from the state reached, so any such order gives each leg the same notifications
+//! (checked on every capture by tests/calls_expected.rs).
 //!
 //! Resynchronisation ([`Tracker::begin_resync`]): after frames were lost the link asks for the
 //! channel list again; every leg that is neither listed nor created before the list completes is
