@@ -21,13 +21,13 @@
 //!   calldata — also for the new agent after a transfer or a pickup. After an attended transfer, a
 //!   linked leg (not a transferer) connected to a new party gets one more Link naming it, with the
 //!   customer's calldata, sent at whichever of `AttendedTransfer` and its `NewConnectedLine` comes
-//!   second ([`Tracker::attended_transfer`]).
+//!   second (`Tracker::attended_transfer`).
 //! - `Hangup` with whatever the leg accumulated; the leg is then forgotten, the call with its last leg.
 //!
 //! After a (re)connect the link lists the channels already up (`CoreShowChannels`); those legs are
 //! seeded with their connected line as the caller, so their `Hangup` still reaches the agent; a dialed
 //! leg the list shows bridged that never had its Link gets it when the last list (`Status`, with the
-//! calldata) completes ([`Tracker::late_links`]).
+//! calldata) completes (`Tracker::late_links`).
 //!
 //! Order. Asterisk orders one channel's events, not those of different channels; every notification
 //! is derived from the state reached, so any such order gives each leg the same notifications
