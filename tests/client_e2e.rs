@@ -243,6 +243,10 @@ struct Rig {
 
 impl Rig {
     fn new(name: &str) -> Rig {
+        Rig::with_replay(name, demo_replay(1))
+    }
+
+    fn with_replay(name: &str, replay: ReplayServer) -> Rig {
         let _g = EXT
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -250,7 +254,6 @@ impl Rig {
         let dir = temp_dir(name);
         let (app, out) = stand_in(&dir);
         let port = free_port();
-        let replay = demo_replay(1);
         let server = server_on(port, replay.addr().port());
         let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
         Rig {
@@ -407,6 +410,47 @@ fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
         ]
     );
     drop(client);
+}
+
+#[test]
+fn a_hostile_caller_launches_nothing_but_the_configured_arguments() {
+    // The demo call as Asterisk 22 would send it for a caller who chose a name, a number and digits
+    // to steer the CRM program: quotes and dashes in the name (escaped `\"` on the AMI, as 12+ does),
+    // blanks in the number, `&`, `=`, `#` and a placeholder in the calldata.
+    let bytes =
+        std::fs::read(root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"))
+            .unwrap();
+    let text = String::from_utf8(bytes)
+        .unwrap()
+        .replace("Customer P", r#"x\" --evil \"y"#)
+        .replace("0215552001", "02 15 --x")
+        .replace("calldata=40401", "calldata=1&admin=1#{CALLERNAME}")
+        .replace("Value: 40401", "Value: 1&admin=1#{CALLERNAME}");
+    let mut cfg = ReplayConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![Capture::parse(text.as_bytes(), None)],
+    );
+    cfg.pace = Pace::Fast;
+    cfg.held = true;
+    let rig = Rig::with_replay("hostile", ReplayServer::start(cfg).unwrap());
+    let client = RunningClient::start(&rig.cfg, &rig.dir);
+    client.logged_in(&rig.server, &rig.agent.user, Duration::from_secs(30));
+    rig.replay.release();
+    client.expect("STATE    Hangup", 1, Duration::from_secs(30));
+    // Parameters `"{CALLERNAME}" {CALLERID} --data={CALLDATA} {CHANNEL} {UNIQUEID}`: five words, five
+    // arguments, each value whole and nothing expanded twice.
+    assert_eq!(
+        wait_launches(&rig.out, 1, &client),
+        vec![vec![
+            r#"x" --evil "y"#.to_string(),
+            "02 15 --x".into(),
+            "--data=1&admin=1#{CALLERNAME}".into(),
+            "PJSIP/201-00000000".into(),
+            "1796112089.2".into(),
+        ]],
+        "{}",
+        client.text()
+    );
 }
 
 #[test]

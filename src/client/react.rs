@@ -59,10 +59,33 @@ fn percent_encode(v: &str) -> String {
     out
 }
 
-/// The original's placeholders, replaced exactly (case-sensitive, in this order, no encoding, a
-/// missing field as the empty string); `{NAME:url}` is the same value URL-encoded (new).
-pub fn substitute(template: &str, r: &Record) -> String {
-    let f = |v: &Option<String>| v.clone().unwrap_or_default();
+/// The longest value (in characters) a placeholder is replaced by; a longer one is cut there. Caller
+/// IDs are a few dozen characters and calldata what a caller keys: this bounds what a hostile PBX or
+/// caller can make the client build and launch.
+pub const MAX_VALUE: usize = 1024;
+
+/// How a placeholder's value is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// As it is.
+    Raw,
+    /// Percent-encoded (everything but `A-Z a-z 0-9 - _ . ~`).
+    Url,
+}
+
+/// `template` with each placeholder replaced, in one pass over the template: a value is written once
+/// and never scanned again (a caller named `{CALLDATA}` stays `{CALLDATA}`). The original's
+/// placeholders, case-sensitive: `{CALLERID}` `{CALLERNAME}` `{CONTEXT}` `{CALLDATA}` `{CHANNEL}`
+/// `{UNIQUEID}` (a missing field is empty), written in the `plain` form; `{NAME:url}` always
+/// percent-encoded, `{NAME:raw}` always as it is. Values longer than [`MAX_VALUE`] are cut.
+pub fn expand(template: &str, r: &Record, plain: Form) -> String {
+    let f = |v: &Option<String>| -> String {
+        v.as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_VALUE)
+            .collect()
+    };
     let fields = [
         ("CALLERID", f(&r.calleridnum)),
         ("CALLERNAME", f(&r.calleridname)),
@@ -71,14 +94,41 @@ pub fn substitute(template: &str, r: &Record) -> String {
         ("CHANNEL", f(&r.channel)),
         ("UNIQUEID", f(&r.uniqueid)),
     ];
-    let mut out = template.to_string();
-    for (name, value) in &fields {
-        out = out.replace(&format!("{{{name}:url}}"), &percent_encode(value));
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    // `{` is one byte: every index below is on a character boundary.
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let hit = fields.iter().find_map(|(name, value)| {
+            let body = tail[1..].strip_prefix(name)?;
+            [("}", plain), (":url}", Form::Url), (":raw}", Form::Raw)]
+                .into_iter()
+                .find(|(end, _)| body.starts_with(end))
+                .map(|(end, form)| (1 + name.len() + end.len(), value, form))
+        });
+        match hit {
+            Some((len, value, Form::Raw)) => {
+                out.push_str(value);
+                rest = &tail[len..];
+            }
+            Some((len, value, Form::Url)) => {
+                out.push_str(&percent_encode(value));
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
     }
-    for (name, value) in &fields {
-        out = out.replace(&format!("{{{name}}}"), value);
-    }
+    out.push_str(rest);
     out
+}
+
+/// [`expand`] with plain placeholders as they are (what a program's arguments get).
+pub fn substitute(template: &str, r: &Record) -> String {
+    expand(template, r, Form::Raw)
 }
 
 /// A command line split into arguments as a Windows program's C runtime splits the string
@@ -173,17 +223,26 @@ pub fn react(settings: &Settings, kind: Kind, r: &Record) -> Vec<Action> {
     }
 }
 
+/// The launch of context `c` for `r`. Nothing a caller or the PBX sends can add an argument or a URL
+/// parameter: a program's `Parameters` are split into arguments first (as the original's Windows
+/// runtime splits them), then each argument's placeholders are replaced inside it — so a
+/// placeholder-bearing word is exactly one argument, whatever the value holds (blanks, quotes,
+/// dashes; an empty value is an empty argument). A URL's placeholders are percent-encoded unless
+/// written `{NAME:raw}`.
 fn launch(c: &InboundContext, r: &Record) -> Action {
-    let parameters = substitute(&c.parameters, r);
     if c.internal_browser || c.application.trim().is_empty() {
-        if parameters.trim().is_empty() {
+        let url = expand(c.parameters.trim(), r, Form::Url);
+        if url.trim().is_empty() {
             return Action::NoLaunch(format!("{}: no application and no URL", c.display_name));
         }
-        return Action::OpenUrl(parameters.trim().to_string());
+        return Action::OpenUrl(url.trim().to_string());
     }
     Action::Launch {
         program: c.application.clone(),
-        args: split_args(&parameters),
+        args: split_args(&c.parameters)
+            .iter()
+            .map(|a| substitute(a, r))
+            .collect(),
     }
 }
 
@@ -196,7 +255,9 @@ pub const MAX_NUMBER: usize = 40;
 pub fn dial_number(input: &str) -> Result<String, String> {
     let mut s = input.trim().to_string();
     for scheme in ["tel:", "callto:", "sip:", "sips:"] {
-        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // Compared as bytes: the input is not sliced where a character may not begin.
+        let b = s.as_bytes();
+        if b.len() >= scheme.len() && b[..scheme.len()].eq_ignore_ascii_case(scheme.as_bytes()) {
             s = s[scheme.len()..].trim_start_matches('/').to_string();
             s = s.split(['?', ';']).next().unwrap_or("").to_string();
             if scheme.starts_with("sip") {
@@ -227,14 +288,20 @@ pub fn dial_number(input: &str) -> Result<String, String> {
     Ok(number)
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` → the byte XX, on bytes (a `%` before a multi-byte character is kept as it is); the result
+/// decoded lossily.
+pub fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if b[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(h * 16 + l);
                 i += 3;
                 continue;
             }
@@ -323,6 +390,132 @@ mod tests {
             "",
             "missing = empty"
         );
+    }
+
+    #[test]
+    fn a_caller_cannot_add_arguments_url_parameters_or_placeholders() {
+        let hostile = Record {
+            calleridnum: Some("02 15 --x".into()),
+            calleridname: Some(r#"x" --evil "y"#.into()),
+            appdata: Some("1&admin=1#{CALLERNAME}".into()),
+            context: Some("astctidemo".into()),
+            ..record()
+        };
+        let program = InboundContext {
+            context: "astctidemo".into(),
+            application: "/usr/bin/crm".into(),
+            parameters: r#"--id {CALLERID} "{CALLERNAME}" --data={CALLDATA} {CONTEXT}"#.into(),
+            enabled: true,
+            ..InboundContext::default()
+        };
+        // One argument per placeholder-bearing word, the values whole, never expanded again.
+        assert_eq!(
+            launch(&program, &hostile),
+            Action::Launch {
+                program: "/usr/bin/crm".into(),
+                args: vec![
+                    "--id".into(),
+                    "02 15 --x".into(),
+                    r#"x" --evil "y"#.into(),
+                    "--data=1&admin=1#{CALLERNAME}".into(),
+                    "astctidemo".into(),
+                ]
+            }
+        );
+        // An empty value is an empty argument: the program's arguments never shift.
+        let empty = Record {
+            appdata: None,
+            ..hostile.clone()
+        };
+        let Action::Launch { args, .. } = launch(
+            &InboundContext {
+                parameters: "{CALLDATA} {CALLERID}".into(),
+                ..program.clone()
+            },
+            &empty,
+        ) else {
+            panic!()
+        };
+        assert_eq!(args, vec!["".to_string(), "02 15 --x".into()]);
+        // A URL: every value percent-encoded unless the template says {NAME:raw}.
+        let url = InboundContext {
+            application: String::new(),
+            parameters: "http://crm/?n={CALLERID}&name={CALLERNAME}&d={CALLDATA}&r={CONTEXT:raw}"
+                .into(),
+            ..program.clone()
+        };
+        assert_eq!(
+            launch(&url, &hostile),
+            Action::OpenUrl(
+                "http://crm/?n=02%2015%20--x&name=x%22%20--evil%20%22y\
+                 &d=1%26admin%3D1%23%7BCALLERNAME%7D&r=astctidemo"
+                    .into()
+            )
+        );
+        // Values are bounded: 4 KB fields give MAX_VALUE characters each, not a huge argument.
+        let big = Record {
+            calleridname: Some("é".repeat(4096)),
+            appdata: Some("{CALLERNAME}".repeat(400)),
+            ..record()
+        };
+        let Action::Launch { args, .. } = launch(
+            &InboundContext {
+                parameters: "{CALLERNAME}{CALLERNAME} {CALLDATA}".into(),
+                ..program
+            },
+            &big,
+        ) else {
+            panic!()
+        };
+        assert_eq!(args[0].chars().count(), 2 * MAX_VALUE);
+        assert_eq!(args[1].chars().count(), MAX_VALUE);
+        assert!(args[1].starts_with("{CALLERNAME}{CALLERNAME}"));
+    }
+
+    #[test]
+    fn placeholders_are_found_in_one_pass_and_unknown_braces_stay() {
+        let r = record();
+        assert_eq!(substitute("{{CALLERID}}", &r), "{0215552001}");
+        assert_eq!(substitute("{CALLERID", &r), "{CALLERID");
+        assert_eq!(substitute("{CALLERID:xyz}", &r), "{CALLERID:xyz}");
+        assert_eq!(substitute("é{CONTEXT}ü{", &r), "éastctidemoü{");
+        assert_eq!(
+            expand(
+                "{CALLERNAME}|{CALLERNAME:raw}|{CALLERNAME:url}",
+                &r,
+                Form::Url
+            ),
+            "Customer%20P|Customer P|Customer%20P"
+        );
+    }
+
+    #[test]
+    fn links_to_dial_are_decoded_without_panicking_on_any_text() {
+        assert_eq!(dial_number("tel:%2B39%2002"), Ok("+3902".into()));
+        for bad in [
+            "tel:%1é", "tel:%", "tel:%é1", "aéé", "ééé", "sip:é@x", "%", "tel:%zz",
+        ] {
+            let _ = dial_number(bad);
+        }
+        assert_eq!(percent_decode("%1é%"), "%1é%");
+        assert_eq!(percent_decode("a%41%4"), "aA%4");
+        assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+        // Every short string over an alphabet of ASCII, %, hex digits and multi-byte characters.
+        let alphabet = ['%', '1', 'a', 'F', 'é', '€', ':', 't', 'e', 'l', '😀'];
+        let mut n = 0u64;
+        for len in 0..=5u32 {
+            for mut k in 0..(alphabet.len() as u64).pow(len) {
+                let mut s = String::from("tel:");
+                for _ in 0..len {
+                    s.push(alphabet[(k % alphabet.len() as u64) as usize]);
+                    k /= alphabet.len() as u64;
+                }
+                let _ = dial_number(&s);
+                let _ = dial_number(&s[4..]);
+                n += 1;
+            }
+        }
+        assert!(n > 100_000);
     }
 
     #[test]
