@@ -453,6 +453,99 @@ fn a_hostile_caller_launches_nothing_but_the_configured_arguments() {
     );
 }
 
+/// A process's resident set and its peak (VmRSS, VmHWM), in KiB.
+#[cfg(target_os = "linux")]
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_broken_or_hostile_server_costs_one_line_not_the_session_or_the_memory() {
+    use astcti_server::calls::{Kind, Record};
+    use astcti_server::cti::{notify, proto};
+    use std::io::{BufRead, BufReader, Write};
+    // A server of our own: the login dialogue, then a line that is not UTF-8, a notification, a
+    // 256 MiB line, another notification.
+    let dir = temp_dir("hostile-server");
+    let (app, _) = stand_in(&dir);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = settings(
+        &dir,
+        listener.local_addr().unwrap().port(),
+        "agent",
+        "pw",
+        &app,
+    );
+    let client = RunningClient::start(&cfg, &dir);
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut sock = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("the client never connected: {e}\n{}", client.text()),
+        }
+    };
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut r = BufReader::new(sock.try_clone().unwrap());
+    let mut line = String::new();
+    sock.write_all(proto::WELCOME).unwrap();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "USER agent\n");
+    sock.write_all(proto::OK).unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("PASS "), "{line}");
+    sock.write_all(proto::LOGGED_IN).unwrap();
+    let popup = |name: &str| {
+        notify::to_wire(
+            Kind::Newcallerid,
+            &Record {
+                uniqueid: Some("1.1".into()),
+                channel: Some("PJSIP/201-00000001".into()),
+                calleridnum: Some("0215550001".into()),
+                calleridname: Some(name.into()),
+                ..Record::default()
+            },
+        )
+    };
+    sock.write_all(b"\xff\xfe\x80 not UTF-8\n").unwrap();
+    sock.write_all(popup("First").as_bytes()).unwrap();
+    client.expect("RINGING  0215550001 (First)", 1, Duration::from_secs(30));
+    let (before, _) = rss_kib(client.child.id());
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..256 {
+        sock.write_all(&chunk).unwrap();
+    }
+    sock.write_all(b"\n").unwrap();
+    sock.write_all(popup("Second").as_bytes()).unwrap();
+    client.expect("RINGING  0215550001 (Second)", 1, Duration::from_secs(60));
+    let (_, peak) = rss_kib(client.child.id());
+    let text = client.text();
+    assert!(
+        text.contains("ERROR    a line longer than 65536 bytes from the server was dropped"),
+        "{text}"
+    );
+    // The 256 MiB line was never held: the peak is within a few MiB of what it used before.
+    assert!(
+        peak < before + 16 * 1024,
+        "peak {peak} KiB, {before} KiB before the long line\n{text}"
+    );
+    assert!(!text.contains("LOST"), "the session survived: {text}");
+}
+
 #[test]
 fn one_shot_dial_and_bad_credentials() {
     let Rig {

@@ -4,5 +4,6 @@
 //! number to dial. The wire format is `cti::proto` and `cti::notify`, the same code the server
 //! writes with. The shell (sockets, processes, reconnects) is `src/bin/astcti-client.rs`.
 
+pub mod lines;
 pub mod react;
 pub mod settings;

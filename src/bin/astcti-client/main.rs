@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use astcti_server::client::lines::{self, Line};
 use astcti_server::client::react::{dial_request, orig_line, parse_dial_request, react, Action};
 use astcti_server::client::settings::{self, Settings};
 use astcti_server::cti::{notify, proto};
@@ -298,13 +299,17 @@ enum LoginError {
     Unreachable(String),
 }
 
+/// One line of the login dialogue, bounded and decoded lossily (`client::lines`).
 fn read_line(r: &mut impl BufRead) -> Result<String, LoginError> {
-    let mut line = String::new();
-    match r.read_line(&mut line) {
-        Ok(0) => Err(LoginError::Unreachable(
+    match lines::read_line(r, lines::MAX_LINE) {
+        Ok(Line::Eof) => Err(LoginError::Unreachable(
             "the server closed the connection".into(),
         )),
-        Ok(_) => Ok(line),
+        Ok(Line::Text(line)) => Ok(line),
+        Ok(Line::TooLong) => Err(LoginError::Unreachable(format!(
+            "the server sent a line longer than {} bytes",
+            lines::MAX_LINE
+        ))),
         Err(e) => Err(LoginError::Unreachable(format!(
             "no answer from the server: {e}"
         ))),
@@ -756,19 +761,29 @@ pub fn run(s: &Settings, core: &Core, ui: &dyn Ui) -> i32 {
 /// One logged-in session: NOOPs, dial requests, notifications, until it breaks or Ctrl-C.
 fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Core, ui: &dyn Ui) {
     let (stop, dials) = (&core.stop, &core.dial_rx);
-    let (tx, rx) = crossbeam_channel::unbounded::<Option<String>>();
+    // Bounded: a server faster than the agent's desktop waits in its socket, not in memory here.
+    let (tx, rx) = crossbeam_channel::bounded::<Option<String>>(256);
     let _ = r.get_ref().set_read_timeout(None);
     std::thread::spawn(move || {
         let mut buf = String::new();
         loop {
-            let mut line = String::new();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => {
+            // Each line bounded before it is held, bytes that are not UTF-8 replaced: a broken or
+            // hostile server costs at most one notification, never the session or the memory.
+            let line = match lines::read_line(&mut r, lines::MAX_LINE) {
+                Ok(Line::Text(line)) => line,
+                Ok(Line::TooLong) => {
+                    say(&format!(
+                        "ERROR    a line longer than {} bytes from the server was dropped",
+                        lines::MAX_LINE
+                    ));
+                    buf.clear();
+                    continue;
+                }
+                Ok(Line::Eof) | Err(_) => {
                     let _ = tx.send(None);
                     return;
                 }
-                Ok(_) => {}
-            }
+            };
             if line.starts_with("<event") || !buf.is_empty() {
                 buf.push_str(&line);
                 if buf.len() > 64 * 1024 {
