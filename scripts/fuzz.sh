@@ -2,13 +2,14 @@
 # Fuzzing (docs/SECURITY.md): the targets of tests/fuzz/ with cargo-fuzz (libFuzzer), seeded from the
 # real captures, the shipped configuration and client command lines.
 #   scripts/fuzz.sh                 every target for 5 s (what scripts/test.sh runs)
-#   scripts/fuzz.sh TARGET [SECONDS] one target (ami_frame, ami_calls, cti_session, config), default 60 s
+#   scripts/fuzz.sh TARGET [SECONDS] one target (ami_frame, ami_calls, cti_session, config,
+#                                    client_input), default 60 s
 # Needs a nightly Rust toolchain (`rustup toolchain list`; cargo-fuzz builds with -Zsanitizer) and
 # cargo-fuzz (installed from crates.io when missing). Without nightly it says so and exits 0: the
 # property tests of tests/properties.rs still run in the normal suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(ami_frame ami_calls cti_session config)
+targets=(ami_frame ami_calls cti_session config client_input)
 if [ "$#" -ge 1 ]; then
   targets=("$1")
   seconds="${2:-60}"
@@ -39,6 +40,9 @@ seed() {
       printf 'USER a\r\nPA' > "$dir/split" ;;
     config)
       cp AstCTIServer.xml "$dir/shipped.xml" ;;
+    client_input)
+      printf '100 CTISERVER WELCOME\n<event id="Link">\n<call>\t<calleridnum>0215552001</calleridnum>\n</call></event>\n' > "$dir/notification"
+      printf 'tel:%%2B39%%1\xc3\xa9\x00x" --evil "y\x00ctx\x001&admin=1#{CALLERNAME}' > "$dir/hostile" ;;
   esac
 }
 passed=0
