@@ -117,6 +117,33 @@ fn boolean(v: Option<&str>) -> Option<bool> {
     v.map(|v| v.eq_ignore_ascii_case("true"))
 }
 
+/// Replaces `path` with `text` whole (a new file beside it, then renamed over it). The settings hold
+/// the agent's password: the file keeps the permissions it had, and a new one is readable by its
+/// owner only (Unix `0600`).
+pub fn save_file(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let show = |p: &std::path::Path, e: std::io::Error| format!("{}: {e}", p.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| show(dir, e))?;
+    }
+    let old = std::fs::metadata(path).ok().map(|m| m.permissions());
+    let tmp = path.with_extension("config.new");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).map_err(|e| show(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| show(&tmp, e))?;
+    drop(f);
+    if let Some(p) = old {
+        std::fs::set_permissions(&tmp, p).map_err(|e| show(&tmp, e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| show(path, e))
+}
+
 /// Reads `AstCTIClient.config`. Err is one line naming `file`, the line and the element.
 pub fn parse(text: &str, file: &str) -> Result<Settings, String> {
     let doc =
@@ -134,13 +161,22 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, String> {
         v.parse()
             .map_err(|_| format!("{file}:{}: <{name}> {v:?} is not a whole number", line(n)))
     };
+    let port = |name: &str, v: &str, n: roxmltree::Node<'_, '_>| -> Result<u16, String> {
+        match number(name, v, n)? {
+            p @ 1..=65535 => Ok(p as u16),
+            _ => Err(format!(
+                "{file}:{}: <{name}> {v} is not a TCP port (1 to 65535)",
+                line(n)
+            )),
+        }
+    };
     let (mut db_host, mut db_user, mut db_pass, mut db_name, mut db_port) =
         (None, None, None, None, 3306u16);
     for el in root.children().filter(|n| n.is_element()) {
         let v = el.text().unwrap_or("").trim();
         match el.tag_name().name() {
             "Host" => s.host = v.to_string(),
-            "Port" => s.port = number("Port", v, el)?.min(65535) as u16,
+            "Port" => s.port = port("Port", v, el)?,
             "SocketTimeout" => s.noop_ms = number("SocketTimeout", v, el)?.max(100),
             "Username" => s.username = v.to_string(),
             "Password" => s.password = v.to_string(),
@@ -160,7 +196,7 @@ pub fn parse(text: &str, file: &str) -> Result<Settings, String> {
             "MySQLUserName" => db_user = Some(v.to_string()),
             "MySQLPassword" => db_pass = Some(v.to_string()),
             "MySQLDatabase" => db_name = Some(v.to_string()),
-            "MySQLPort" => db_port = number("MySQLPort", v, el)?.min(65535) as u16,
+            "MySQLPort" => db_port = port("MySQLPort", v, el)?,
             "CTIContextes" => {
                 for c in el.children().filter(|n| n.is_element()) {
                     let context = child_text(c, "Context").unwrap_or("").to_string();
@@ -554,5 +590,47 @@ mod tests {
         assert!(parse("<Other/>", "a.config")
             .unwrap_err()
             .contains("LocalAppSettings"));
+        // A port out of range is an error naming it, not silently 65535.
+        for bad in ["90000", "0"] {
+            let e = parse(
+                &ORIGINAL.replace("<Port>9000", &format!("<Port>{bad}")),
+                "a.config",
+            )
+            .unwrap_err();
+            assert!(
+                e.contains("<Port>") && e.contains("1 to 65535") && e.contains(bad),
+                "{e}"
+            );
+            let e = parse(
+                &ORIGINAL.replace("<MySQLPort>3306", &format!("<MySQLPort>{bad}")),
+                "a.config",
+            )
+            .unwrap_err();
+            assert!(e.contains("<MySQLPort>"), "{e}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn saving_keeps_the_files_permissions_and_a_new_file_is_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("astcti-settings-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("sub").join("AstCTIClient.config");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        save_file(&path, "one").unwrap();
+        assert_eq!(mode(&path), 0o600, "a new file");
+        for kept in [0o600, 0o640, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(kept)).unwrap();
+            save_file(&path, ORIGINAL).unwrap();
+            assert_eq!(mode(&path), kept);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), ORIGINAL);
+        }
+        // A stale temporary file of an interrupted save is replaced, not an error.
+        std::fs::write(path.with_extension("config.new"), "stale").unwrap();
+        save_file(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        assert!(!path.with_extension("config.new").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

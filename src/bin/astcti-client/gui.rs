@@ -496,12 +496,7 @@ impl App {
                 .unwrap_or_default();
         }
         let text = settings::write_back(&original, &to_write)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        let tmp = self.path.with_extension("config.new");
-        std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        settings::save_file(&self.path, &text)?;
         say(&format!("SETTINGS saved to {}", self.path.display()));
         *lock(&self.shared.settings) = s;
         self.editor = None;
