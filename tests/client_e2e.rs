@@ -546,6 +546,114 @@ fn a_broken_or_hostile_server_costs_one_line_not_the_session_or_the_memory() {
     assert!(!text.contains("LOST"), "the session survived: {text}");
 }
 
+/// Without `XDG_RUNTIME_DIR` the dial channel lives in `TMP/astcti-client-USER/`, a directory of the
+/// agent's alone: one that others may enter, own, or that is a link is refused (another local user
+/// could receive the numbers), and the reason is said.
+#[cfg(unix)]
+#[test]
+fn without_a_runtime_directory_the_dial_channel_is_private_or_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let rig = Rig::new("private-dial");
+    let tmp = rig.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let private = tmp.join("astcti-client-agent-test");
+    let env = |cmd: &mut Command| {
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env("TMPDIR", &tmp)
+            .env("USER", "agent-test")
+            .env("PATH", "/usr/bin:/bin")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+    };
+    // The running client makes the directory 0700 and opens its socket there.
+    let mut cmd = Command::new(CLIENT);
+    cmd.arg("--settings").arg(&rig.cfg);
+    env(&mut cmd);
+    let client = RunningClient::spawn(cmd);
+    client.logged_in(&rig.server, &rig.agent.user, Duration::from_secs(30));
+    let sock = private.join("astcti-client-agent-test.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let meta = std::fs::symlink_metadata(&private).unwrap();
+    assert!(meta.is_dir() && meta.permissions().mode() & 0o777 == 0o700);
+    assert!(sock.exists(), "{}", client.text());
+    drop(client);
+    // A directory others may enter, one another user owns, a link: refused, the reason said, no
+    // socket there (the one-shot dial then logs in itself).
+    let other = tmp.join("elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    let cases: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "other users may enter it",
+            Box::new(|| {
+                std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o777)).unwrap()
+            }),
+        ),
+        (
+            "it is not a directory",
+            Box::new(|| {
+                std::fs::remove_dir_all(&private).unwrap();
+                std::os::unix::fs::symlink(&other, &private).unwrap();
+            }),
+        ),
+    ];
+    for (why, setup) in cases {
+        setup();
+        let mut cmd = Command::new(CLIENT);
+        cmd.args(["dial", "202", "--settings"]).arg(&rig.cfg);
+        env(&mut cmd);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the dial channel is not used") && err.contains(why),
+            "{why}: {err}"
+        );
+        assert!(!other.join("astcti-client-agent-test.sock").exists());
+    }
+    // Owned by another user (only root can make one here).
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if root {
+        std::fs::remove_file(&private).unwrap();
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let st = Command::new("chown")
+            .arg("65534")
+            .arg(&private)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut cmd = Command::new(CLIENT);
+        cmd.arg("--settings").arg(&rig.cfg);
+        env(&mut cmd);
+        // It must stop by itself; a client that ran on would be killed here and the test fail.
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(status.is_some_and(|s| !s.success()), "it ran on: {err}");
+        assert!(
+            err.contains("cannot open the dial channel") && err.contains("another user owns it"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn one_shot_dial_and_bad_credentials() {
     let Rig {

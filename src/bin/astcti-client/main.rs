@@ -205,14 +205,67 @@ fn user_name() -> String {
         .collect()
 }
 
-/// The per-user dial channel (and single-instance lock): a Unix socket in `$XDG_RUNTIME_DIR` (else
-/// the temporary directory), or the named pipe `\\.\pipe\astcti-client-USER` on Windows.
+/// The per-user dial channel (and single-instance lock): a Unix socket in `$XDG_RUNTIME_DIR` (private
+/// to the user by the XDG specification), else in `TMP/astcti-client-USER/` (see
+/// [`private_dir`]); the named pipe `\\.\pipe\astcti-client-USER` on Windows.
 #[cfg(not(windows))]
-fn dial_channel_path() -> PathBuf {
-    let dir = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
-    dir.join(format!("astcti-client-{}.sock", user_name()))
+fn dial_channel_path() -> std::io::Result<PathBuf> {
+    let name = format!("astcti-client-{}.sock", user_name());
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join(name));
+    }
+    let dir = std::env::temp_dir().join(format!("astcti-client-{}", user_name()));
+    private_dir(&dir)?;
+    Ok(dir.join(name))
+}
+
+/// Makes `dir` (mode 0700) or accepts it only if it is a real directory of this user that nobody
+/// else may enter: in a shared temporary directory another local user could otherwise create the
+/// socket first and receive the numbers the agent dials.
+#[cfg(all(unix, not(windows)))]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let m = std::fs::symlink_metadata(dir)?;
+    let why = if !m.file_type().is_dir() {
+        "it is not a directory (a link?)"
+    } else if m.uid() != own_uid()? {
+        "another user owns it"
+    } else if m.permissions().mode() & 0o077 != 0 {
+        "other users may enter it"
+    } else {
+        return Ok(());
+    };
+    Err(Error::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "{}: {why}; remove it, or set XDG_RUNTIME_DIR to a directory of yours",
+            dir.display()
+        ),
+    ))
+}
+
+/// This process's user id: the owner of a file it creates (no `libc`, no `unsafe`).
+#[cfg(all(unix, not(windows)))]
+fn own_uid() -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let probe =
+        std::env::temp_dir().join(format!(".astcti-client-uid-{}-{nanos}", std::process::id()));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    let uid = f.metadata().map(|m| m.uid());
+    drop(f);
+    let _ = std::fs::remove_file(&probe);
+    uid
 }
 
 fn dial_channel_name() -> std::io::Result<Name<'static>> {
@@ -224,7 +277,7 @@ fn dial_channel_name() -> std::io::Result<Name<'static>> {
     #[cfg(not(windows))]
     {
         use interprocess::local_socket::GenericFilePath;
-        dial_channel_path().to_fs_name::<GenericFilePath>()
+        dial_channel_path()?.to_fs_name::<GenericFilePath>()
     }
 }
 
@@ -232,7 +285,10 @@ fn dial_channel_shown() -> String {
     #[cfg(windows)]
     return format!("\\\\.\\pipe\\astcti-client-{}", user_name());
     #[cfg(not(windows))]
-    return dial_channel_path().display().to_string();
+    return match dial_channel_path() {
+        Ok(p) => p.display().to_string(),
+        Err(e) => format!("(no dial channel: {e})"),
+    };
 }
 
 /// What the session tells the window (nothing is told on the command line).
@@ -525,10 +581,10 @@ fn dial(s: &Settings, number: &str, context: Option<&str>) -> i32 {
             return 2;
         }
     };
-    if let Some(mut c) = dial_channel_name()
-        .ok()
-        .and_then(|n| Stream::connect(n).ok())
-    {
+    let channel = dial_channel_name()
+        .inspect_err(|e| eprintln!("astcti-client: the dial channel is not used: {e}"))
+        .ok();
+    if let Some(mut c) = channel.and_then(|n| Stream::connect(n).ok()) {
         let _ = c.set_recv_timeout(Some(Duration::from_secs(5)));
         let _ = c.set_send_timeout(Some(Duration::from_secs(5)));
         let _ = c.write_all(dial_request(number, context).as_bytes());
@@ -579,8 +635,8 @@ fn dial_channel(
     out: Arc<Mutex<crossbeam_channel::Sender<String>>>,
     online: Arc<AtomicBool>,
 ) -> Result<(), String> {
+    let name = dial_channel_name().map_err(|e| format!("cannot open the dial channel: {e}"))?;
     let shown = dial_channel_shown();
-    let name = dial_channel_name().map_err(|e| format!("{shown}: {e}"))?;
     if Stream::connect(name.clone()).is_ok() {
         return Err(format!(
             "another astcti-client runs for this user ({shown} answers)"
@@ -684,7 +740,9 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         #[cfg(not(windows))]
-        let _ = std::fs::remove_file(dial_channel_path());
+        if let Ok(p) = dial_channel_path() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
