@@ -106,7 +106,7 @@ mod tests {
         impl Read for Endless {
             fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
                 if self.0 == 0 {
-                    let tail = b"<event/>\n";
+                    let tail = b"\n<event/>\n";
                     let n = tail.len().min(b.len());
                     b[..n].copy_from_slice(&tail[..n]);
                     self.0 = usize::MAX;

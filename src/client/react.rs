@@ -192,14 +192,16 @@ pub fn split_args(line: &str) -> Vec<String> {
 pub fn react(settings: &Settings, kind: Kind, r: &Record) -> Vec<Action> {
     match kind {
         Kind::Newcallerid => {
-            if !settings.trigger_callerid {
-                return vec![];
+            // The server sends no Newstate for Ringing (the popup covers it): the line rings now.
+            let mut out = vec![Action::LineState("Ringing".into())];
+            if settings.trigger_callerid {
+                out.push(Action::Popup {
+                    number: r.calleridnum.clone().unwrap_or_default(),
+                    name: r.calleridname.clone().unwrap_or_default(),
+                    seconds: settings.callerid_timeout,
+                });
             }
-            vec![Action::Popup {
-                number: r.calleridnum.clone().unwrap_or_default(),
-                name: r.calleridname.clone().unwrap_or_default(),
-                seconds: settings.callerid_timeout,
-            }]
+            out
         }
         Kind::Newstate => vec![Action::LineState(state_label(r.state.as_deref()))],
         Kind::Hangup => vec![
@@ -569,18 +571,22 @@ mod tests {
     #[test]
     fn reactions_follow_the_original() {
         let mut s = Settings::default();
-        assert!(
-            react(&s, Kind::Newcallerid, &record()).is_empty(),
-            "TriggerCallerId off"
+        assert_eq!(
+            react(&s, Kind::Newcallerid, &record()),
+            vec![Action::LineState("Ringing".into())],
+            "TriggerCallerId off: no popup, but the line rings"
         );
         s.trigger_callerid = true;
         assert_eq!(
             react(&s, Kind::Newcallerid, &record()),
-            vec![Action::Popup {
-                number: "0215552001".into(),
-                name: "Customer P".into(),
-                seconds: 3
-            }]
+            vec![
+                Action::LineState("Ringing".into()),
+                Action::Popup {
+                    number: "0215552001".into(),
+                    name: "Customer P".into(),
+                    seconds: 3
+                }
+            ]
         );
         let mut r = record();
         r.state = Some("Up".into());
