@@ -453,6 +453,101 @@ fn a_hostile_caller_launches_nothing_but_the_configured_arguments() {
     );
 }
 
+/// Accepts the client's next connection on `listener` (within 30 s).
+fn next_connection(
+    listener: &std::net::TcpListener,
+    client: &RunningClient,
+) -> std::net::TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sock = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("the client did not connect again: {e}\n{}", client.text()),
+        }
+    };
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    sock
+}
+
+/// Plays the server's side of one login: the welcome, then `after_user` to `USER`, and if that is
+/// `100 OK`, `after_pass` to `PASS`.
+fn answer_login(sock: &mut std::net::TcpStream, after_user: &[u8], after_pass: &[u8]) {
+    use astcti_server::cti::proto;
+    use std::io::{BufRead, Write};
+    let mut r = std::io::BufReader::new(sock.try_clone().unwrap());
+    let mut line = String::new();
+    sock.write_all(proto::WELCOME).unwrap();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("USER "), "{line}");
+    sock.write_all(after_user).unwrap();
+    if after_user != proto::OK {
+        return;
+    }
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("PASS "), "{line}");
+    sock.write_all(after_pass).unwrap();
+}
+
+#[test]
+fn the_client_is_never_silently_offline_after_it_was_logged_in() {
+    use astcti_server::cti::proto;
+    // A server of the test's own, one login at a time: "already logged in" at the first login (a
+    // half-open connection the server still holds), then a login, then the connection lost and the
+    // next login refused (a restarting server, a busy database), then a login again.
+    let dir = temp_dir("never-offline");
+    let (app, _) = stand_in(&dir);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cfg = settings(
+        &dir,
+        listener.local_addr().unwrap().port(),
+        "agent",
+        "pw",
+        &app,
+    );
+    let client = RunningClient::start(&cfg, &dir);
+    let mut c = next_connection(&listener, &client);
+    answer_login(&mut c, proto::KO, b"");
+    drop(c);
+    client.expect("is already logged in", 1, Duration::from_secs(30));
+    let mut c = next_connection(&listener, &client);
+    answer_login(&mut c, proto::OK, proto::LOGGED_IN);
+    client.expect("LOGIN    agent", 1, Duration::from_secs(30));
+    drop(c);
+    client.expect("LOST", 1, Duration::from_secs(30));
+    for _ in 0..3 {
+        let mut c = next_connection(&listener, &client);
+        answer_login(&mut c, proto::OK, proto::KO);
+    }
+    client.expect("was logged in before", 3, Duration::from_secs(30));
+    let mut c = next_connection(&listener, &client);
+    answer_login(&mut c, proto::OK, proto::LOGGED_IN);
+    client.expect("LOGIN    agent", 2, Duration::from_secs(30));
+    let mut child = client;
+    assert!(
+        child.child.try_wait().unwrap().is_none(),
+        "it never exits: {}",
+        child.text()
+    );
+    // Each pause is its backoff and up to half as much again.
+    let text = child.text();
+    for l in text.lines().filter(|l| l.starts_with("WAIT")) {
+        let secs: f64 = l
+            .rsplit("trying again in ")
+            .next()
+            .and_then(|t| t.strip_suffix(" s"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{l}"));
+        assert!((1.0..=45.0).contains(&secs), "{l}");
+    }
+    drop(c);
+    let _ = child.child.kill();
+}
+
 /// A process's resident set and its peak (VmRSS, VmHWM), in KiB.
 #[cfg(target_os = "linux")]
 fn rss_kib(pid: u32) -> (u64, u64) {

@@ -349,7 +349,8 @@ impl Core {
 }
 
 enum LoginError {
-    /// The server answered 101: retrying will not help.
+    /// The server answered 101 to the password: a wrong password — or, for an agent it logged in
+    /// before, most likely a passing refusal (a restarting server, a busy database).
     Refused(String),
     /// No server, or the connection broke: retry.
     Unreachable(String),
@@ -427,10 +428,13 @@ fn login(s: &Settings) -> Result<(TcpStream, BufReader<TcpStream>), LoginError> 
     match read_line(&mut r)?.as_bytes() {
         b if b == proto::OK => {}
         b if b == proto::KO => {
-            return Err(LoginError::Refused(format!(
-                "the server refused user {:?}: it is already logged in",
+            // An earlier connection of this agent the server has not closed yet (a half-open
+            // one ends within its timeouts): always worth another try.
+            return Err(LoginError::Unreachable(format!(
+                "the server says user {:?} is already logged in (an earlier connection it has not \
+                 closed yet)",
                 s.username
-            )))
+            )));
         }
         b => {
             return Err(LoginError::Refused(format!(
@@ -761,14 +765,30 @@ fn run_cli(s: Settings) -> i32 {
     run(&s, &core, &NoUi)
 }
 
-/// Logs in, runs the session, logs in again after it breaks (backoff 1 s … 30 s), until
-/// `core.stop`; 3 when the server refuses the login.
+/// A pause of `backoff` plus up to half as much again, so that many clients of one restarted
+/// server do not all come back in the same instant (no random crate: the clock and the process id).
+fn with_jitter(backoff: Duration) -> Duration {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 20);
+    let half = backoff.as_millis() as u64 / 2;
+    let extra = (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) % (half + 1);
+    backoff + Duration::from_millis(extra)
+}
+
+/// Logs in, runs the session, logs in again after it breaks (backoff 1 s … 30 s, with jitter),
+/// until `core.stop`. It stops by itself only when the server refuses the very first login (a wrong
+/// password, for a person to correct): 3. Once this agent has been logged in, a refusal is taken
+/// for a passing one and retried like a lost connection.
 pub fn run(s: &Settings, core: &Core, ui: &dyn Ui) -> i32 {
     let stop = &core.stop;
     let mut backoff = Duration::from_secs(1);
+    let mut logged_in_once = false;
     while !stop.load(Ordering::SeqCst) {
         match login(s) {
             Ok((sock, r)) => {
+                logged_in_once = true;
                 backoff = Duration::from_secs(1);
                 say(&format!(
                     "LOGIN    {} on {} at {}:{}",
@@ -791,21 +811,24 @@ pub fn run(s: &Settings, core: &Core, ui: &dyn Ui) -> i32 {
                     "the connection to the server broke; logging in again".into(),
                 ));
             }
-            Err(LoginError::Refused(e)) => {
+            Err(LoginError::Refused(e)) if !logged_in_once => {
                 eprintln!("astcti-client: {e}");
                 ui.update(UiEvent::Refused(e));
                 return 3;
             }
-            Err(LoginError::Unreachable(e)) => {
-                say(&format!(
-                    "WAIT     {e}; trying again in {} s",
-                    backoff.as_secs()
-                ));
-                ui.update(UiEvent::Offline(format!(
-                    "{e}; trying again in {} s",
-                    backoff.as_secs()
-                )));
-                let until = Instant::now() + backoff;
+            Err(e) => {
+                let e = match e {
+                    LoginError::Refused(e) => format!(
+                        "{e} (this agent was logged in before: a restarting server or a busy \
+                         database refuses for a while)"
+                    ),
+                    LoginError::Unreachable(e) => e,
+                };
+                let pause = with_jitter(backoff);
+                let shown = format!("{:.1}", pause.as_secs_f64());
+                say(&format!("WAIT     {e}; trying again in {shown} s"));
+                ui.update(UiEvent::Offline(format!("{e}; trying again in {shown} s")));
+                let until = Instant::now() + pause;
                 while Instant::now() < until && !stop.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(100));
                 }
