@@ -10,6 +10,7 @@ use astcti_server::ami::frame::{Decoder, Frame, Item};
 use astcti_server::offline;
 use astcti_server::route::Router;
 use common::expected::{by_leg, expected, pairs, root};
+use common::rng::Rng;
 
 #[test]
 fn every_fixture_gives_exactly_the_expected_notifications() {
@@ -90,17 +91,6 @@ fn the_spec_examples_come_out_byte_for_byte() {
     assert_eq!(got.lines().nth(2), Some(link));
     let newcallerid = "SIP/201\t<event id=\"Newcallerid\">\\n<call>\\t<uniqueid>1194001092.75</uniqueid>\\n\\t<channel>SIP/201-0821bb20</channel>\\n\\t<calleridnum>202</calleridnum>\\n\\t<calleridname>Demo 3</calleridname>\\n</call></event>\\n";
     assert_eq!(got.lines().next(), Some(newcallerid));
-}
-
-/// xorshift64*: small, deterministic (every failure names its seed).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
 }
 
 /// How far an event may move from where it was recorded.

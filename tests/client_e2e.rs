@@ -453,6 +453,18 @@ fn a_hostile_caller_launches_nothing_but_the_configured_arguments() {
     );
 }
 
+/// A listener standing for the server (the test plays its side) and a client of agent `agent`
+/// configured for it.
+fn scripted_server(name: &str) -> (TempDir, std::net::TcpListener, RunningClient) {
+    let dir = temp_dir(name);
+    let (app, _) = stand_in(&dir);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = settings(&dir, port, "agent", "pw", &app);
+    let client = RunningClient::start(&cfg, &dir);
+    (dir, listener, client)
+}
+
 /// Accepts the client's next connection on `listener` (within 30 s).
 fn next_connection(
     listener: &std::net::TcpListener,
@@ -499,17 +511,7 @@ fn the_client_is_never_silently_offline_after_it_was_logged_in() {
     // A server of the test's own, one login at a time: "already logged in" at the first login (a
     // half-open connection the server still holds), then a login, then the connection lost and the
     // next login refused (a restarting server, a busy database), then a login again.
-    let dir = temp_dir("never-offline");
-    let (app, _) = stand_in(&dir);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let cfg = settings(
-        &dir,
-        listener.local_addr().unwrap().port(),
-        "agent",
-        "pw",
-        &app,
-    );
-    let client = RunningClient::start(&cfg, &dir);
+    let (_dir, listener, client) = scripted_server("never-offline");
     let mut c = next_connection(&listener, &client);
     answer_login(&mut c, proto::KO, b"");
     drop(c);
@@ -568,42 +570,12 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 fn a_broken_or_hostile_server_costs_one_line_not_the_session_or_the_memory() {
     use astcti_server::calls::{Kind, Record};
     use astcti_server::cti::{notify, proto};
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     // A server of our own: the login dialogue, then a line that is not UTF-8, a notification, a
     // 256 MiB line, another notification.
-    let dir = temp_dir("hostile-server");
-    let (app, _) = stand_in(&dir);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let cfg = settings(
-        &dir,
-        listener.local_addr().unwrap().port(),
-        "agent",
-        "pw",
-        &app,
-    );
-    let client = RunningClient::start(&cfg, &dir);
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut sock = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("the client never connected: {e}\n{}", client.text()),
-        }
-    };
-    sock.set_nonblocking(false).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut r = BufReader::new(sock.try_clone().unwrap());
-    let mut line = String::new();
-    sock.write_all(proto::WELCOME).unwrap();
-    r.read_line(&mut line).unwrap();
-    assert_eq!(line, "USER agent\n");
-    sock.write_all(proto::OK).unwrap();
-    line.clear();
-    r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("PASS "), "{line}");
-    sock.write_all(proto::LOGGED_IN).unwrap();
+    let (_dir, listener, client) = scripted_server("hostile-server");
+    let mut sock = next_connection(&listener, &client);
+    answer_login(&mut sock, proto::OK, proto::LOGGED_IN);
     let popup = |name: &str| {
         notify::to_wire(
             Kind::Newcallerid,

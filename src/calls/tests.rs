@@ -15,6 +15,16 @@ fn frames(text: &str) -> Vec<Frame> {
         .collect()
 }
 
+/// `text` applied to a tracker that has just begun a resynchronisation (a new AMI session's lists).
+fn run_resync(dialect: Dialect, text: &str) -> Vec<Notification> {
+    let mut t = Tracker::new();
+    t.begin_resync();
+    frames(text)
+        .iter()
+        .flat_map(|f| t.apply(decode(f, dialect)))
+        .collect()
+}
+
 fn run(dialect: Dialect, text: &str) -> Vec<Notification> {
     let mut t = Tracker::new();
     frames(text)
@@ -395,11 +405,7 @@ fn no_sequence_of_events_panics() {
 #[test]
 fn a_connected_line_change_relinks_only_after_an_attended_transfer_and_once_per_party() {
     // DEMO_12 up to the Link (the Hangups cut off), then connected-line changes.
-    let head: String = DEMO_12
-        .split("\n\n")
-        .take_while(|f| !f.starts_with("Event: Hangup"))
-        .collect::<Vec<_>>()
-        .join("\n\n");
+    let head = demo_12_head();
     let ncl = |num: &str| {
         format!(
             "\n\nEvent: NewConnectedLine\nChannel: PJSIP/201-0000000a\nUniqueid: a1\nLinkedid: c1\n\
@@ -771,13 +777,9 @@ Event: StatusComplete";
         .flat_map(|f| t.apply(decode(f, Dialect::V12Plus)))
         .collect();
     assert!(again.is_empty(), "{:?}", summary(&again));
-    // A leg the list shows bridged that nothing dialed (the customer's own): no Link.
-    let mut fresh = Tracker::new();
-    fresh.begin_resync();
-    let ns: Vec<Notification> = frames(&format!("{lists}\n\n"))
-        .iter()
-        .flat_map(|f| fresh.apply(decode(f, Dialect::V12Plus)))
-        .collect();
+    // A server started during the call: the agent's leg gets its Link; the customer's own leg
+    // (Application Dial: nothing dialed it) none.
+    let ns = run_resync(Dialect::V12Plus, &format!("{lists}\n\n"));
     assert_eq!(
         summary(&ns),
         ["PJSIP/201 Link a1 0215550100/Customer ivr/12345"]
@@ -822,12 +824,7 @@ Context: astctidemo
 Event: StatusComplete
 
 ";
-    let mut t = Tracker::new();
-    t.begin_resync();
-    let ns: Vec<Notification> = frames(lists)
-        .iter()
-        .flat_map(|f| t.apply(decode(f, Dialect::V1_6To11)))
-        .collect();
+    let ns = run_resync(Dialect::V1_6To11, lists);
     // No Linkedid in 11: the list's BridgedUniqueID makes the two legs one call, so the trunk's
     // calldata (and the context it was set in) reach 201's late Link.
     assert_eq!(
@@ -847,11 +844,6 @@ Context: astctidemo
 Event: StatusComplete
 
 ";
-    let mut t = Tracker::new();
-    t.begin_resync();
-    let ns: Vec<Notification> = frames(old)
-        .iter()
-        .flat_map(|f| t.apply(decode(f, Dialect::V1_4)))
-        .collect();
+    let ns = run_resync(Dialect::V1_4, old);
     assert!(ns.is_empty(), "{:?}", summary(&ns));
 }
