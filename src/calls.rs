@@ -108,6 +108,11 @@ pub struct Tracker {
     logged: HashSet<&'static str>,
     /// During a resynchronisation: when it began and the legs known to be alive (listed or new).
     resync: Option<(u64, HashSet<String>)>,
+    /// While channel lists are coming (from `begin_resync` to the last list's end): the legs hung
+    /// up meanwhile. A list item naming one is stale (Asterisk took the list's snapshot before the
+    /// hangup, or wrote the hangup first) and must not bring the leg back. Bounded by
+    /// [`MAX_ENDED_WHILE_LISTING`].
+    ended_while_listing: Option<HashSet<String>>,
     now: u64,
     /// Channel name → Uniqueid of the live leg with that name (`AgentCalled` names channels only).
     by_channel: HashMap<String, String>,
@@ -116,6 +121,10 @@ pub struct Tracker {
 /// A channel list that has not completed after this many seconds is given up (an Asterisk that
 /// refused the list action): its legs are kept as they are.
 pub const RESYNC_GIVE_UP: u64 = 60;
+
+/// Hangups remembered while channel lists are coming; a list that takes longer than this many
+/// hangups is not waited for any more (its stale items are then taken as they come).
+pub const MAX_ENDED_WHILE_LISTING: usize = 100_000;
 
 fn present(cid: &Cid) -> bool {
     !cid.num.is_empty() && cid.num != "<unknown>"
@@ -135,6 +144,7 @@ impl Tracker {
         self.bridges.clear();
         self.by_channel.clear();
         self.resync = None;
+        self.ended_while_listing = None;
     }
 
     /// The clock for the legs' ages, in seconds.
@@ -146,6 +156,7 @@ impl Tracker {
     /// and that no `Newchannel` creates meanwhile, are hung up when it completes.
     pub fn begin_resync(&mut self) {
         self.resync = Some((self.now, HashSet::new()));
+        self.ended_while_listing = Some(HashSet::new());
     }
 
     pub fn resyncing(&self) -> bool {
@@ -238,10 +249,23 @@ impl Tracker {
             .is_some_and(|(t, _)| self.now.saturating_sub(*t) > RESYNC_GIVE_UP)
         {
             self.resync = None;
+            self.ended_while_listing = None;
             self.odd(
                 "a channel list never completed; the calls were kept as they were",
                 "",
             );
+        }
+        if let (Some(ended), Event::ChannelListed { chan, .. }) =
+            (self.ended_while_listing.as_ref(), &event)
+        {
+            if ended.contains(&chan.uid) {
+                // Uniqueids are never reused: this leg is gone, whatever the list says.
+                self.odd(
+                    "a channel list named a channel already hung up; the item was ignored",
+                    &chan.uid,
+                );
+                return out;
+            }
         }
         if let (Some((_, alive)), Event::Newchannel(c) | Event::ChannelListed { chan: c, .. }) =
             (self.resync.as_mut(), &event)
@@ -255,6 +279,7 @@ impl Tracker {
             Event::ChannelListComplete { last } => {
                 self.end_resync(&mut out);
                 if last {
+                    self.ended_while_listing = None;
                     self.late_links(&mut out);
                 }
             }
@@ -345,7 +370,16 @@ impl Tracker {
                 self.connected_line(&chan, connected, &mut out)
             }
             Event::Rename { uid, newname } => self.rename(&uid, newname),
-            Event::Hangup(chan) => self.hangup(&chan.uid, &mut out),
+            Event::Hangup(chan) => {
+                if let Some(ended) = self.ended_while_listing.as_mut() {
+                    if ended.len() < MAX_ENDED_WHILE_LISTING {
+                        ended.insert(chan.uid.clone());
+                    } else {
+                        self.ended_while_listing = None;
+                    }
+                }
+                self.hangup(&chan.uid, &mut out)
+            }
             Event::Other => {}
         }
         out

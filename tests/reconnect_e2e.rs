@@ -71,6 +71,7 @@ fn play(parts: &[&str], lists: &[Option<&str>], agent: &str, want: usize) -> (Ve
         .map(|(p, l)| SessionPlan {
             captures: vec![capture(p)],
             channels: l.map(|l| channel_list(&capture(l))).unwrap_or_default(),
+            ..SessionPlan::default()
         })
         .collect();
     play_plans(plans, agent, want)
@@ -219,6 +220,9 @@ fn a_call_answered_while_the_link_was_down_pops_right_after_the_reconnect() {
         .map(|c| SessionPlan {
             channels: channel_list(&c),
             captures: vec![c],
+            // As recorded: the lists were answered before the events (the Hangup) came; played
+            // the other way round the list would be stale and the call would not pop at all.
+            lists_first: true,
         })
         .collect();
     assert_eq!(plans.len(), 2);

@@ -695,16 +695,9 @@ fn a_ringing_before_its_dial_gives_one_popup_with_the_same_caller() {
     );
 }
 
-#[test]
-fn a_call_answered_while_the_link_was_down_pops_when_the_last_list_completes() {
-    // The agent's leg rang before the link went down (popup sent), was answered meanwhile; the new
-    // session's lists show it bridged (AppDial) with the customer, the Status list names calldata.
-    let ringing: String = DEMO_12
-        .split("\n\n")
-        .take_while(|f| !f.contains("ChannelStateDesc: Up"))
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    let lists = "\
+/// A new AMI session's lists during a call answered while the link was down: the agent's leg
+/// `a1` bridged (AppDial) with the customer `c1`, whose Status item names the calldata.
+const LATE_LISTS: &str = "\
 Event: CoreShowChannel
 Channel: PJSIP/201-0000000a
 Uniqueid: a1
@@ -743,6 +736,17 @@ Variable: calldata=12345
 Context: ivr
 
 Event: StatusComplete";
+
+#[test]
+fn a_call_answered_while_the_link_was_down_pops_when_the_last_list_completes() {
+    // The agent's leg rang before the link went down (popup sent), was answered meanwhile; the new
+    // session's lists show it bridged (AppDial) with the customer, the Status list names calldata.
+    let ringing: String = DEMO_12
+        .split("\n\n")
+        .take_while(|f| !f.contains("ChannelStateDesc: Up"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let lists = LATE_LISTS;
     let mut t = Tracker::new();
     let mut before = Vec::new();
     for f in frames(&format!("{ringing}\n\n")) {
@@ -784,6 +788,38 @@ Event: StatusComplete";
         summary(&ns),
         ["PJSIP/201 Link a1 0215550100/Customer ivr/12345"]
     );
+}
+
+#[test]
+fn a_list_item_of_a_channel_already_hung_up_brings_nothing_back() {
+    // Asterisk took the lists' snapshot before the call ended but wrote the Hangups first (or a
+    // replay answered with an older list): the legs stay gone, no Link after their Hangup.
+    let hangups = "\
+Event: Hangup
+Channel: PJSIP/201-0000000a
+Uniqueid: a1
+Linkedid: c1
+
+Event: Hangup
+Channel: PJSIP/trunk-00000001
+Uniqueid: c1
+Linkedid: c1";
+    let ns = run_resync(Dialect::V12Plus, &format!("{hangups}\n\n{LATE_LISTS}\n\n"));
+    assert!(ns.is_empty(), "{:?}", summary(&ns));
+    // The same lists without the Hangups before them: the late Link (the guard is what stopped it).
+    let ns = run_resync(Dialect::V12Plus, &format!("{LATE_LISTS}\n\n"));
+    assert_eq!(
+        summary(&ns),
+        ["PJSIP/201 Link a1 0215550100/Customer ivr/12345"]
+    );
+    // Once the lists are over, the guard is gone: a later Newchannel of any id is taken as new.
+    let mut t = Tracker::new();
+    t.begin_resync();
+    for f in frames(&format!("{hangups}\n\n{LATE_LISTS}\n\n")) {
+        t.apply(decode(&f, Dialect::V12Plus));
+    }
+    assert!(t.ended_while_listing.is_none());
+    assert_eq!(t.legs.len(), 0);
 }
 
 #[test]

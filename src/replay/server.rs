@@ -57,6 +57,10 @@ pub struct ReplayConfig {
     /// one). Every session but the last closes the connection when its play ends, as an AMI drop or
     /// an Asterisk restart would. Empty: every session plays `captures` with `channels`.
     pub sessions: Vec<SessionPlan>,
+    /// Play nothing before the `Status` list has been answered (the last list the server asks for),
+    /// as in a recording whose lists came before its events. Off: events race the lists' answers,
+    /// as they may with a real Asterisk.
+    pub lists_first: bool,
 }
 
 /// What one AMI session plays, and the channel list it answers with.
@@ -64,6 +68,8 @@ pub struct ReplayConfig {
 pub struct SessionPlan {
     pub captures: Vec<Capture>,
     pub channels: Vec<Frame>,
+    /// See [`ReplayConfig::lists_first`].
+    pub lists_first: bool,
 }
 
 impl ReplayConfig {
@@ -89,6 +95,7 @@ impl ReplayConfig {
             keep_sent: false,
             spread: None,
             sessions: Vec::new(),
+            lists_first: false,
         }
     }
 }
@@ -308,6 +315,8 @@ struct Conn<'a> {
     /// Close the connection when the play ends (every planned session but the last).
     close_at_end: bool,
     replayed: usize,
+    /// A `Status` action has been answered in this session.
+    status_answered: bool,
 }
 
 /// The configuration session `session` (1, 2, …) runs with.
@@ -321,6 +330,7 @@ fn session_cfg(cfg: &ReplayConfig, session: u64) -> (ReplayConfig, bool) {
     let mut c = cfg.clone();
     c.captures = plan.captures.clone();
     c.channels = plan.channels.clone();
+    c.lists_first = plan.lists_first;
     c.sessions = Vec::new();
     (c, (session as usize) < n)
 }
@@ -353,6 +363,7 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
         cfg: Arc::new(session_cfg),
         close_at_end,
         replayed: 0,
+        status_answered: false,
     };
     let banner = format!("Asterisk Call Manager/{}\r\n", conn.cfg.banner);
     if !conn.write(banner.as_bytes()) {
@@ -373,7 +384,8 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
             break;
         }
         let allowed = shared.allowed.load(Ordering::SeqCst);
-        if !playing && started.is_some() && allowed > 0 {
+        let lists_done = !conn.cfg.lists_first || conn.status_answered;
+        if !playing && started.is_some() && allowed > 0 && lists_done {
             // The replay's clock starts when both the login and the release have happened.
             playing = true;
             started = Some(Instant::now());
@@ -444,6 +456,9 @@ fn handle_action(conn: &mut Conn<'_>, action: &Frame, started: &mut Option<Insta
         return conn.write(denied.as_bytes());
     }
     let reply = answer(action, &creds);
+    if name.eq_ignore_ascii_case("status") {
+        conn.status_answered = true;
+    }
     if name.eq_ignore_ascii_case("login") {
         if let Ok(mut s) = conn.shared.stats.lock() {
             if reply.login_ok {
