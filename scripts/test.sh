@@ -23,15 +23,17 @@ fi
 
 mariadb_ensure_installed
 # The client's notification test talks to a real freedesktop daemon (dunst on a private Xvfb); the
-# window's test drives it with xdotool and reads its screenshots (ImageMagick) with tesseract.
+# window's test drives it with xdotool and reads its screenshots (ImageMagick) with tesseract, also
+# under a real window manager (openbox).
 if ! command -v Xvfb >/dev/null 2>&1 || ! command -v dunst >/dev/null 2>&1 \
    || ! command -v dbus-monitor >/dev/null 2>&1 || ! command -v dbus-run-session >/dev/null 2>&1 \
    || ! command -v dbus-send >/dev/null 2>&1 \
    || ! command -v xdotool >/dev/null 2>&1 || ! command -v import >/dev/null 2>&1 \
-   || ! command -v tesseract >/dev/null 2>&1 \
+   || ! command -v tesseract >/dev/null 2>&1 || ! command -v openbox >/dev/null 2>&1 \
+   || ! command -v xprop >/dev/null 2>&1 \
    || ! ldconfig -p | grep -q 'libxkbcommon-x11.so.0' || ! ldconfig -p | grep -q 'libGL.so.1'; then
-  echo "== installing xvfb, dunst, dbus, xdotool, imagemagick and tesseract-ocr from Debian packages"
-  apt_install xvfb dunst dbus xdotool imagemagick tesseract-ocr \
+  echo "== installing xvfb, dunst, dbus, xdotool, imagemagick, tesseract-ocr, openbox and x11-utils from Debian packages"
+  apt_install xvfb dunst dbus xdotool imagemagick tesseract-ocr openbox x11-utils \
     libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6
 fi
 mariadb_start "$dir" "$port"

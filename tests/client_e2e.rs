@@ -1355,6 +1355,83 @@ mod window {
         }
     }
 
+    /// A real window manager (openbox, its stock configuration: Alt+F4 closes, new windows get
+    /// the focus unless they ask not to) on `display`; ready once it has claimed the screen.
+    struct Wm {
+        child: Child,
+    }
+
+    impl Wm {
+        fn start(display: &Display) -> Wm {
+            assert!(
+                display.run("sh", &["-c", "command -v openbox"]),
+                "openbox is missing: scripts/test.sh installs it"
+            );
+            let child = Command::new("openbox")
+                .args(["--sm-disable"])
+                .env("DISPLAY", display.name())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !display.run(
+                "sh",
+                &[
+                    "-c",
+                    "xprop -root _NET_SUPPORTING_WM_CHECK | grep -q 'window id'",
+                ],
+            ) {
+                assert!(Instant::now() < deadline, "openbox did not take the screen");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Wm { child }
+        }
+    }
+
+    impl Drop for Wm {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Display {
+        /// The ids of the mapped (visible) windows whose title matches `title` (a regex).
+        fn visible(&self, title: &str) -> Vec<String> {
+            let out = Command::new("xdotool")
+                .args(["search", "--onlyvisible", "--name", title])
+                .env("DISPLAY", self.name())
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        }
+
+        /// The title of the window that has the keyboard focus (as the window manager says).
+        fn active_title(&self) -> String {
+            let out = Command::new("xdotool")
+                .args(["getactivewindow", "getwindowname"])
+                .env("DISPLAY", self.name())
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+
+        /// Waits until `cond` holds, looking every 100 ms; `what` names it when it never does.
+        fn until(&self, timeout: Duration, what: &str, cond: impl Fn(&Display) -> bool) {
+            let deadline = Instant::now() + timeout;
+            while !cond(self) {
+                assert!(Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
     fn find<'a>(words: &'a [(String, i32, i32)], word: &str) -> &'a (String, i32, i32) {
         words
             .iter()
@@ -1562,5 +1639,194 @@ mod window {
         assert!(!client.text().contains("LOST"), "{}", client.text());
         drop(client);
         drop(display);
+    }
+
+    /// The agent's usual day (issue 21): the window closed to the tray under a real window manager
+    /// while another program (the CRM) has the focus. Two calls, each played step by step: the
+    /// popup shows by itself with the window hidden, does not take the focus, closes on its own
+    /// after `CallerIdTimeout`; each answer launches once; the client never panics nor logs out.
+    #[test]
+    fn closed_to_the_tray_under_a_window_manager_every_call_pops_and_times_out() {
+        out_of_sight_day(OutOfSight::ClosedToTheTray);
+    }
+
+    /// The original's `MinimizeOnStart` on a desktop without a tray: the window starts minimised
+    /// (iconic, as the window manager says) and every call still pops, times out and launches.
+    #[test]
+    fn minimized_on_start_without_a_tray_every_call_pops_and_times_out() {
+        out_of_sight_day(OutOfSight::MinimizedOnStart);
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum OutOfSight {
+        ClosedToTheTray,
+        MinimizedOnStart,
+    }
+
+    fn out_of_sight_day(how: OutOfSight) {
+        let _g = EXT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let agent = Agent::new();
+        let dir = temp_dir(match how {
+            OutOfSight::ClosedToTheTray => "clienttray",
+            OutOfSight::MinimizedOnStart => "clientmin",
+        });
+        let (app, out) = stand_in(&dir);
+        let cap =
+            Capture::load(&root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"))
+                .unwrap();
+        let len = cap.frames.len() as u64;
+        let ringing = 1 + cap
+            .frame_with(0, &["Event: DialBegin", "DestChannel: PJSIP/201-"])
+            .expect("the DialBegin to PJSIP/201") as u64;
+        let talking = cap
+            .frame_with(ringing as usize, &["Event: Hangup\r\n"])
+            .expect("a Hangup") as u64;
+        let mut rc = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
+        rc.pace = Pace::Fast;
+        rc.times = 2;
+        rc.rewrite_ids = true;
+        rc.held = true;
+        let replay = ReplayServer::start(rc).unwrap();
+        let port = free_port();
+        let server = server_on(port, replay.addr().port());
+        let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
+        if how == OutOfSight::MinimizedOnStart {
+            let text = std::fs::read_to_string(&cfg).unwrap().replace(
+                "</LocalAppSettings>",
+                "  <MinimizeOnStart>True</MinimizeOnStart>\n</LocalAppSettings>",
+            );
+            std::fs::write(&cfg, text).unwrap();
+        }
+        let screens = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui-screens");
+        std::fs::create_dir_all(&screens).unwrap();
+        let step = Duration::from_secs(30);
+        let ocr = Duration::from_secs(60);
+
+        let display = Display::start();
+        let _wm = Wm::start(&display);
+        let bus = Bus::start();
+        let mut cmd = Command::new(CLIENT);
+        cmd.args(["--gui", "--settings"])
+            .arg(&cfg)
+            .env("DISPLAY", display.name())
+            .env("XDG_RUNTIME_DIR", &dir)
+            .env("PATH", "/usr/bin:/bin")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env_remove("WAYLAND_DISPLAY");
+        match how {
+            OutOfSight::ClosedToTheTray => cmd.env("DBUS_SESSION_BUS_ADDRESS", &bus.address),
+            // No session bus at all: nothing answers for a tray.
+            OutOfSight::MinimizedOnStart => cmd.env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                "unix:path=/nonexistent/astcti-test-bus",
+            ),
+        };
+        let client = RunningClient::spawn(cmd);
+        client.logged_in(&server, &agent.user, Duration::from_secs(30));
+        let main = "^AstCTI Client$";
+        match how {
+            OutOfSight::ClosedToTheTray => {
+                client.expect("TRAY     the tray icon is up", 1, step);
+                display.until(step, "the window is not shown", |d| {
+                    !d.visible(main).is_empty()
+                });
+                // Closed the way an agent closes it (Alt+F4 through the window manager):
+                // hidden, in the tray, still logged in.
+                let keys = "windowactivate --sync key --clearmodifiers alt+F4";
+                let mut args = vec!["search", "--name", main];
+                args.extend(keys.split(' '));
+                assert!(display.run("xdotool", &args));
+                client.expect("WINDOW   hidden", 1, step);
+            }
+            OutOfSight::MinimizedOnStart => {
+                client.expect("TRAY     none", 1, step);
+                // Iconic (ICCCM WM_STATE, set by the window manager): minimised, not viewable.
+                let iconic = "for w in $(xdotool search --name '^AstCTI Client$'); do \
+                              xprop -id $w WM_STATE | grep -q Iconic && exit 0; done; exit 1";
+                display.until(step, "the window did not start minimised", |d| {
+                    d.run("sh", &["-c", iconic])
+                });
+            }
+        }
+        display.until(step, "the window is still mapped", |d| {
+            d.visible(main).is_empty()
+        });
+
+        // The CRM: another program with the focus, which the popups must leave with it.
+        let crm_png = dir.join("crm.png");
+        display.shot(&crm_png);
+        let mut crm = Command::new("display")
+            .args(["-title", "CRM page", "-geometry", "600x400+20+300"])
+            .arg(&crm_png)
+            .env("DISPLAY", display.name())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        display.until(step, "the CRM window never got the focus", |d| {
+            d.run(
+                "xdotool",
+                &["search", "--name", "^CRM page$", "windowactivate"],
+            ) && d.active_title() == "CRM page"
+        });
+
+        let popup = "^AstCTI: call from$";
+        for call in 0..2u64 {
+            let base = call * len;
+            assert!(
+                replay.play_through(base + ringing, step),
+                "{}",
+                client.text()
+            );
+            client.expect("RINGING  0215552001 (Customer P)", call as usize + 1, step);
+            let what = format!(
+                "no popup while the window is in the tray: {}",
+                client.text()
+            );
+            display.until(step, &what, |d| !d.visible(popup).is_empty());
+            display.wait_text(&dir, &["New Call From", "0215552001", "Customer P"], ocr);
+            let shot = match how {
+                OutOfSight::ClosedToTheTray => format!("tray-popup-{call}.png"),
+                OutOfSight::MinimizedOnStart => format!("minimized-popup-{call}.png"),
+            };
+            display.shot(&screens.join(shot));
+            assert_eq!(
+                display.active_title(),
+                "CRM page",
+                "the popup took the focus"
+            );
+            assert!(
+                display.visible(main).is_empty(),
+                "the popup showed the window"
+            );
+            // Nobody touches it: it goes by itself (CallerIdTimeout 3 s, on the client's clock).
+            display.until(ocr, "the popup did not close after CallerIdTimeout", |d| {
+                d.visible(popup).is_empty()
+            });
+            assert!(
+                replay.play_through(base + talking, step),
+                "{}",
+                client.text()
+            );
+            client.expect("STATE    Connected", call as usize + 1, step);
+            assert_eq!(
+                wait_launches(&out, call as usize + 1, &client).len(),
+                call as usize + 1
+            );
+            assert!(replay.play_through(base + len, step), "{}", client.text());
+            client.expect("STATE    Hangup", call as usize + 1, step);
+        }
+        assert_eq!(launches(&out).len(), 2, "{}", client.text());
+        let text = client.text();
+        assert!(
+            !text.contains("panicked") && !text.contains("LOST"),
+            "{text}"
+        );
+        assert_eq!(client.text().matches("LOGIN").count(), 1, "{text}");
+        let _ = crm.kill();
+        let _ = crm.wait();
+        drop(client);
     }
 }

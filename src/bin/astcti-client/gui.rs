@@ -657,23 +657,37 @@ impl App {
         ctx.request_repaint();
     }
 
+    /// Drops the popup once its time is up (it is kept while the pointer is over it); true while
+    /// one is still to be shown. Runs in `logic`, which eframe calls even while the window is
+    /// hidden in the tray or minimised, so the popup closes on time wherever the window is.
+    fn popup_due(&mut self, ctx: &egui::Context) -> bool {
+        let mut v = lock(&self.view);
+        let Some(p) = v.popup.as_ref() else {
+            return false;
+        };
+        if p.until <= Instant::now() {
+            v.popup = None;
+            // One more pass, in which the popup's viewport is no longer shown: it closes.
+            ctx.request_repaint();
+            return false;
+        }
+        // Look again soon: the timeout is on this clock, not on any event.
+        ctx.request_repaint_after(Duration::from_millis(200));
+        true
+    }
+
+    /// The caller-ID popup: its own native window, a deferred viewport drawn by the backend on
+    /// its own (never through the main window's pass, which does not run while that window is
+    /// hidden, and whose immediate viewports panic egui when they cannot be drawn). A
+    /// notification-type window that does not take the focus from the agent's CRM, with a border.
     fn popup_window(&mut self, ctx: &egui::Context) {
-        let (number, name, left) = {
+        let (number, name) = {
             let v = lock(&self.view);
             match &v.popup {
-                Some(p) => (
-                    p.number.clone(),
-                    p.name.clone(),
-                    p.until.saturating_duration_since(Instant::now()),
-                ),
+                Some(p) => (p.number.clone(), p.name.clone()),
                 None => return,
             }
         };
-        if left.is_zero() {
-            lock(&self.view).popup = None;
-            return;
-        }
-        ctx.request_repaint_after(Duration::from_millis(200));
         let x = ctx
             .input(|i| i.viewport().monitor_size)
             .map_or(930.0, |m| (m.x - 350.0).max(0.0));
@@ -683,14 +697,22 @@ impl App {
             .with_position([x, 40.0])
             .with_always_on_top()
             .with_decorations(false)
-            .with_resizable(false);
+            .with_resizable(false)
+            // Windows: shown without activation. X11: not managed by the window manager at all
+            // (as notification daemons do), so it never takes the focus; Wayland: a notification.
+            .with_active(false)
+            .with_taskbar(false)
+            .with_window_type(egui::X11WindowType::Notification)
+            .with_override_redirect(true);
         let view = self.view.clone();
-        ctx.show_viewport_immediate(
+        ctx.show_viewport_deferred(
             egui::ViewportId::from_hash_of("astcti-popup"),
             builder,
             move |ui, _| {
+                let border = egui::Frame::central_panel(ui.style())
+                    .stroke(egui::Stroke::new(2.0, egui::Color32::from_rgb(40, 40, 40)));
                 let mut close = false;
-                egui::CentralPanel::default().show(ui, |ui| {
+                egui::CentralPanel::default().frame(border).show(ui, |ui| {
                     ui.label(egui::RichText::new("New Call From:").size(18.0).strong());
                     ui.label(egui::RichText::new(&number).size(26.0).strong());
                     ui.label(egui::RichText::new(&name).size(18.0));
@@ -698,8 +720,7 @@ impl App {
                     ui.label("Click to close");
                     let hovered = ui.ctx().input(|i| i.pointer.has_pointer());
                     let clicked = ui.ctx().input(|i| i.pointer.any_click());
-                    let mut v = lock(&view);
-                    if let Some(p) = v.popup.as_mut() {
+                    if let Some(p) = lock(&view).popup.as_mut() {
                         if hovered {
                             p.until = p
                                 .until
@@ -712,7 +733,10 @@ impl App {
                 });
                 if close {
                     lock(&view).popup = None;
+                    // The main pass stops showing it (that pass is what closes a viewport).
+                    ui.ctx().request_repaint_of(egui::ViewportId::ROOT);
                 }
+                ui.ctx().request_repaint_after(Duration::from_millis(200));
             },
         );
     }
@@ -929,6 +953,12 @@ impl eframe::App for App {
                 tray::show(t, now.0, now.1);
             }
         }
+        // A popup to show while the window is hidden or minimised: eframe then runs only this
+        // function, so ask for the full pass that shows the popup's viewport.
+        if self.popup_due(ctx) && !ctx.input(|i| i.viewport().visible().unwrap_or(true)) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaintWhileHidden);
+            ctx.request_repaint();
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -949,7 +979,10 @@ impl eframe::App for App {
         }
         egui::CentralPanel::default().show(ui, |ui| self.main_window(ui));
         self.popup_window(&ctx);
-        self.settings_window(&ctx);
+        if !self.hidden {
+            // Kept (with what was typed) while the window is in the tray; shown with it again.
+            self.settings_window(&ctx);
+        }
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
