@@ -31,9 +31,10 @@ if ! command -v Xvfb >/dev/null 2>&1 || ! command -v dunst >/dev/null 2>&1 \
    || ! command -v xdotool >/dev/null 2>&1 || ! command -v import >/dev/null 2>&1 \
    || ! command -v tesseract >/dev/null 2>&1 || ! command -v openbox >/dev/null 2>&1 \
    || ! command -v xprop >/dev/null 2>&1 \
+   || [ ! -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] \
    || ! ldconfig -p | grep -q 'libxkbcommon-x11.so.0' || ! ldconfig -p | grep -q 'libGL.so.1'; then
-  echo "== installing xvfb, dunst, dbus, xdotool, imagemagick, tesseract-ocr, openbox and x11-utils from Debian packages"
-  apt_install xvfb dunst dbus xdotool imagemagick tesseract-ocr openbox x11-utils \
+  echo "== installing xvfb, dunst, dbus, xdotool, imagemagick, tesseract-ocr, openbox, x11-utils and a CJK font from Debian packages"
+  apt_install xvfb dunst dbus xdotool imagemagick tesseract-ocr openbox x11-utils fonts-droid-fallback \
     libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6
 fi
 mariadb_start "$dir" "$port"

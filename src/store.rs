@@ -69,36 +69,66 @@ pub struct MysqlStore {
     cfg: DatabaseConfig,
 }
 
+/// The names of the settings that fix a database error, as the reader of the message knows them.
+pub struct DbKeys {
+    pub host_port: &'static str,
+    pub user_pass: &'static str,
+    pub dbms: &'static str,
+    pub timeout: &'static str,
+}
+
+/// The server's own keys (AstCTIServer.xml).
+pub const SERVER_KEYS: DbKeys = DbKeys {
+    host_port: "MYSQL_HOST/MYSQL_PORT",
+    user_pass: "MYSQL_USER/MYSQL_PASS",
+    dbms: "MYSQL_DBMS",
+    timeout: "MYSQL_TIMEOUT",
+};
+
 /// A database error in words, with the configuration keys (or the SQL) that fix it.
 pub fn explain(e: &mysql::Error, cfg: &DatabaseConfig) -> String {
-    use mysql::{DriverError, Error};
     let at = format!("{}:{}", cfg.host, cfg.port);
-    let io = |k: std::io::ErrorKind, what: &str| {
-        match k {
+    explain_for(e, &at, cfg.timeout, &cfg.dbms, &SERVER_KEYS)
+}
+
+/// [`explain`] for any program: `at` is `host:port`, `keys` name its settings.
+pub fn explain_for(
+    e: &mysql::Error,
+    at: &str,
+    timeout: Duration,
+    dbms: &str,
+    keys: &DbKeys,
+) -> String {
+    use mysql::{DriverError, Error};
+    let io = |k: std::io::ErrorKind, what: &str| match k {
         std::io::ErrorKind::ConnectionRefused => format!(
-            "nothing accepts connections on {at} — check MYSQL_HOST/MYSQL_PORT and that MariaDB/MySQL runs"
+            "nothing accepts connections on {at} — check {} and that MariaDB/MySQL runs",
+            keys.host_port
         ),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
-            "no answer from {at} within MYSQL_TIMEOUT ({} s) — is the database frozen or firewalled?",
-            cfg.timeout.as_secs()
+            "no answer from {at} within {} ({} s) — is the database frozen or firewalled?",
+            keys.timeout,
+            timeout.as_secs()
         ),
-        _ => format!("cannot talk to the database at {at}: {what} — check MYSQL_HOST/MYSQL_PORT"),
-    }
+        _ => format!(
+            "cannot talk to the database at {at}: {what} — check {}",
+            keys.host_port
+        ),
     };
     match e {
         Error::MySqlError(m) => match m.code {
-            1045 => format!("{} — check MYSQL_USER/MYSQL_PASS", m.message),
+            1045 => format!("{} — check {}", m.message, keys.user_pass),
             1044 | 1049 => format!(
-                "{} — check MYSQL_DBMS ({:?}) and the account's GRANT (docs/INSTALL.md)",
-                m.message, cfg.dbms
+                "{} — check {} ({dbms:?}) and the account's GRANT (docs/INSTALL.md)",
+                m.message, keys.dbms
             ),
             1146 => format!(
-                "{} — load sql/cti.sql into MYSQL_DBMS ({:?})",
-                m.message, cfg.dbms
+                "{} — load sql/cti.sql into {} ({dbms:?})",
+                m.message, keys.dbms
             ),
             1142 => format!(
-                "{} — the account needs GRANT SELECT ON {}.cti (docs/INSTALL.md)",
-                m.message, cfg.dbms
+                "{} — the account needs GRANT SELECT ON {dbms}.cti (docs/INSTALL.md)",
+                m.message
             ),
             1040 | 1203 => format!("{} — the database has no connection left", m.message),
             _ => format!("the database answered error {}: {}", m.code, m.message),

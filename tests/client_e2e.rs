@@ -813,9 +813,45 @@ fn with_database_settings_the_client_writes_its_ext_before_logging_in() {
             d.db
         ),
     );
-    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(&cfg, &text).unwrap();
     dial_202(&cfg, &dir);
     assert!(server.wait_log(&format!("on {ext}"), Duration::from_secs(5)));
+    // A wrong database password or port: said in words naming the settings, not the driver's
+    // debug form.
+    let pass = std::env::var("ASTCTI_TEST_MYSQL_ADMIN_PASS").unwrap();
+    let closed = free_port();
+    for (from, to, words) in [
+        (
+            format!("<MySQLPassword>{pass}</MySQLPassword>"),
+            "<MySQLPassword>wrong</MySQLPassword>".to_string(),
+            "check the DATABASE settings' MySQL user and password".to_string(),
+        ),
+        (
+            format!("<MySQLPort>{}</MySQLPort>", d.port),
+            format!("<MySQLPort>{closed}</MySQLPort>"),
+            format!(
+                "nothing accepts connections on {}:{closed} — check the DATABASE settings' \
+                 MySQL host and port",
+                d.host
+            ),
+        ),
+    ] {
+        std::fs::write(&cfg, text.replace(&from, &to)).unwrap();
+        let st = Command::new(CLIENT)
+            .args(["dial", "202", "--settings"])
+            .arg(&cfg)
+            .env("XDG_RUNTIME_DIR", &dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&st.stderr);
+        assert!(!st.status.success(), "{err}");
+        assert!(
+            err.contains("cannot write PhoneExt into the cti table"),
+            "{err}"
+        );
+        assert!(err.contains(&words), "{err}");
+        assert!(!err.contains("Error {") && !err.contains("Error("), "{err}");
+    }
 }
 
 /// One real run against a freedesktop notification daemon: dunst on a private Xvfb inside its own
@@ -1486,6 +1522,12 @@ mod window {
             .env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
         let client = RunningClient::spawn(cmd);
         client.logged_in(&server, &agent.user, Duration::from_secs(30));
+        // scripts/test.sh installs fonts-droid-fallback: CJK names are drawn, not boxes.
+        client.expect(
+            "FONTS    CJK names drawn with /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+            1,
+            step,
+        );
         display.wait_text(&dir, &["Connected as PJSIP/201", "Dial"], ocr);
         display.shot(&screens.join("window-logged-in.png"));
 
@@ -1567,6 +1609,8 @@ mod window {
             client.text()
         );
         display.wait_text(&dir, &["Dialling 202"], ocr);
+        // As the original: no second dial (Enter again) before the call's Hangup.
+        client.expect("WINDOW   Dial off until the call's Hangup", 1, step);
         display.shot(&screens.join("window-dialled.png"));
 
         // The settings dialog: NOOP every 1500 ms → 2500, saved into the original format.
@@ -1745,9 +1789,8 @@ mod window {
                 // Iconic (ICCCM WM_STATE, set by the window manager): minimised, not viewable.
                 let iconic = "for w in $(xdotool search --name '^AstCTI Client$'); do \
                               xprop -id $w WM_STATE | grep -q Iconic && exit 0; done; exit 1";
-                display.until(step, "the window did not start minimised", |d| {
-                    d.run("sh", &["-c", iconic])
-                });
+                let what = format!("the window did not start minimised: {}", client.text());
+                display.until(step, &what, |d| d.run("sh", &["-c", iconic]));
             }
         }
         display.until(step, "the window is still mapped", |d| {

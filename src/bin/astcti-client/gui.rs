@@ -224,9 +224,17 @@ struct View {
     ext: String,
     line: String,
     dial_enabled: bool,
+    /// After a dial from the window: Dial stays off until the call's `Hangup` (as the original)
+    /// or, when no event at all follows (the phone never rang), until this moment.
+    dial_lock: Option<Instant>,
     popup: Option<Popup>,
     last: Option<LastCall>,
+    /// What went wrong with the last call's launch (no context, a program that does not start).
+    problem: Option<String>,
 }
+
+/// How long Dial stays off after a dial that no event follows.
+const DIAL_LOCK: Duration = Duration::from_secs(30);
 
 struct WindowUi {
     view: Arc<Mutex<View>>,
@@ -254,6 +262,7 @@ impl Ui for WindowUi {
                     v.ext = ext;
                     v.line = "On Hook".into();
                     v.dial_enabled = true;
+                    v.dial_lock = None;
                 }
                 UiEvent::Offline(why) => {
                     v.online = false;
@@ -269,6 +278,8 @@ impl Ui for WindowUi {
                     record,
                     actions,
                 } => {
+                    // The call the dial made (or another) is under way: its Hangup gives Dial back.
+                    v.dial_lock = None;
                     for a in actions {
                         match a {
                             Action::LineState(l) if !l.is_empty() => v.line = l,
@@ -294,12 +305,17 @@ impl Ui for WindowUi {
                                     open: None,
                                 });
                             }
+                            Action::NoLaunch(why) => {
+                                v.problem = Some(format!("Nothing opened: {why}"));
+                            }
                             Action::Launch { program, args } => {
+                                v.problem = None;
                                 if let Some(l) = v.last.as_mut() {
                                     l.open = Some(Desktop::Launch { program, args });
                                 }
                             }
                             Action::OpenUrl(url) => {
+                                v.problem = None;
                                 if let Some(l) = v.last.as_mut() {
                                     l.open = Some(Desktop::Open(url));
                                 }
@@ -424,6 +440,10 @@ impl App {
                 Some(tx) if self.shared.online.load(Ordering::SeqCst) => {
                     if tx.try_send(line).is_ok() {
                         self.message = format!("Dialling {}", self.number.trim());
+                        let mut v = lock(&self.view);
+                        v.dial_enabled = false;
+                        v.dial_lock = Some(Instant::now() + DIAL_LOCK);
+                        say("WINDOW   Dial off until the call's Hangup");
                     } else {
                         self.message = "Busy; try again".into();
                     }
@@ -529,7 +549,7 @@ impl App {
                 egui::Color32::from_rgb(200, 0, 0)
             };
             ui.painter().circle_filled(rect.center(), 5.0, colour);
-            ui.label(status);
+            ui.add(egui::Label::new(status).wrap());
         });
         ui.label(format!(
             "Extension: {}",
@@ -581,12 +601,13 @@ impl App {
                 }
             });
             if !self.message.is_empty() {
-                ui.label(self.message.clone());
+                ui.add(egui::Label::new(self.message.clone()).wrap());
             }
         });
         ui.add_space(6.0);
         ui.group(|ui| {
             let v = lock(&self.view);
+            let problem = v.problem.clone();
             match &v.last {
                 Some(l) => {
                     ui.label(format!("Last call, {}", l.time));
@@ -614,8 +635,19 @@ impl App {
                     }
                 }
                 None => {
+                    drop(v);
                     ui.label("No call yet");
                 }
+            }
+            // (The view's lock is given back above: never taken twice, never held while drawing
+            // longer than needed.)
+            if let Some(p) = problem {
+                ui.add(
+                    egui::Label::new(
+                        egui::RichText::new(p).color(egui::Color32::from_rgb(190, 0, 0)),
+                    )
+                    .wrap(),
+                );
             }
         });
         ui.add_space(8.0);
@@ -756,16 +788,26 @@ impl App {
             egui::ViewportId::from_hash_of("astcti-settings"),
             builder,
             |ui, _| {
-                egui::CentralPanel::default().show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| edit_settings(ui, ed));
-                    ui.separator();
+                // Save and Cancel (and what is wrong) in a panel of their own at the bottom: always
+                // on screen, however small the window and however long the form.
+                egui::Panel::bottom("settings-buttons").show(ui, |ui| {
+                    ui.add_space(4.0);
                     if let Some(e) = &ed.error {
-                        ui.colored_label(egui::Color32::from_rgb(190, 0, 0), e);
+                        ui.add(
+                            egui::Label::new(
+                                egui::RichText::new(e).color(egui::Color32::from_rgb(190, 0, 0)),
+                            )
+                            .wrap(),
+                        );
                     }
                     ui.horizontal(|ui| {
                         save = ui.button("Save").clicked();
                         cancel = ui.button("Cancel").clicked();
                     });
+                    ui.add_space(4.0);
+                });
+                egui::CentralPanel::default().show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| edit_settings(ui, ed));
                 });
                 if ui.ctx().input(|i| i.viewport().close_requested()) {
                     cancel = true;
@@ -953,6 +995,28 @@ impl eframe::App for App {
                 tray::show(t, now.0, now.1);
             }
         }
+        let lock_over = {
+            let mut v = lock(&self.view);
+            match v.dial_lock {
+                Some(t) if t <= Instant::now() => {
+                    v.dial_lock = None;
+                    v.dial_enabled = true;
+                    true
+                }
+                Some(_) => {
+                    ctx.request_repaint_after(Duration::from_secs(1));
+                    false
+                }
+                None => false,
+            }
+        };
+        if lock_over {
+            say("WINDOW   Dial back: no call came of the last dial");
+            self.message = format!(
+                "No call came of the last dial within {} s: Dial is back",
+                DIAL_LOCK.as_secs()
+            );
+        }
         // A popup to show while the window is hidden or minimised: eframe then runs only this
         // function, so ask for the full pass that shows the popup's viewport.
         if self.popup_due(ctx) && !ctx.input(|i| i.viewport().visible().unwrap_or(true)) {
@@ -970,11 +1034,17 @@ impl eframe::App for App {
         }
         if !self.minimized && lock(&self.shared.settings).minimize_on_start {
             // MinimizeOnStart: into the tray where there is one, as the original; else minimised.
-            self.minimized = true;
             if self.tray.is_some() {
+                self.minimized = true;
                 self.set_hidden(&ctx, true);
+            } else if ctx.input(|i| i.viewport().minimized) == Some(true) {
+                self.minimized = true;
+                say("WINDOW   minimised (MinimizeOnStart)");
             } else {
+                // A window manager ignores a minimise asked before it has mapped the window:
+                // asked again every half second until the window says it is minimised.
                 ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(true));
+                ctx.request_repaint_after(Duration::from_millis(500));
             }
         }
         egui::CentralPanel::default().show(ui, |ui| self.main_window(ui));
@@ -988,6 +1058,50 @@ impl eframe::App for App {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.stop();
     }
+}
+
+/// Font files that cover Chinese, Japanese and Korean, in order of preference, where desktops put
+/// them (egui's own fonts have none of those glyphs: names would show as boxes).
+const CJK_FONTS: &[&str] = &[
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+    "/usr/share/fonts/droid/DroidSansFallbackFull.ttf",
+    "/usr/local/share/fonts/NotoSansCJK-Regular.ttc",
+    "C:\\Windows\\Fonts\\msyh.ttc",
+    "C:\\Windows\\Fonts\\YuGothM.ttc",
+    "C:\\Windows\\Fonts\\meiryo.ttc",
+    "C:\\Windows\\Fonts\\malgun.ttf",
+    "C:\\Windows\\Fonts\\simsun.ttc",
+    "/System/Library/Fonts/PingFang.ttc",
+    "/System/Library/Fonts/Hiragino Sans GB.ttc",
+    "/Library/Fonts/Arial Unicode.ttf",
+];
+
+/// Adds the first CJK font the system has as the last fallback of both families; says which.
+fn add_cjk_fallback(ctx: &egui::Context) {
+    for path in CJK_FONTS {
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        ctx.add_font(egui::epaint::text::FontInsert::new(
+            "cjk-fallback",
+            egui::FontData::from_owned(bytes),
+            [egui::FontFamily::Proportional, egui::FontFamily::Monospace]
+                .into_iter()
+                .map(|family| egui::epaint::text::InsertFontFamily {
+                    family,
+                    priority: egui::epaint::text::FontPriority::Lowest,
+                })
+                .collect(),
+        ));
+        say(&format!("FONTS    CJK names drawn with {path}"));
+        return;
+    }
+    say("FONTS    no CJK font found: Chinese, Japanese and Korean names show as boxes (docs/CLIENT.md)");
 }
 
 /// Runs the window until it is closed; the session loop stops with it.
@@ -1006,14 +1120,22 @@ pub fn main(shared: Shared, path: PathBuf) -> i32 {
         ext: String::new(),
         line: String::new(),
         dial_enabled: false,
+        dial_lock: None,
         popup: None,
         last: None,
+        problem: None,
     }));
     let result = eframe::run_native(
         "astcti-client",
         options,
         Box::new(move |cc| {
             cc.egui_ctx.set_theme(egui::Theme::Light);
+            add_cjk_fallback(&cc.egui_ctx);
+            let (shown, ctx) = (view.clone(), cc.egui_ctx.clone());
+            let _ = super::DESKTOP_FAILED.set(Box::new(move |what: &str| {
+                lock(&shown).problem = Some(format!("Could not open the CRM page: {what}"));
+                ctx.request_repaint();
+            }));
             let (tray_tx, tray_rx) = crossbeam_channel::bounded(16);
             let tray = match tray::start(TrayState {
                 online: false,

@@ -388,12 +388,25 @@ fn register_ext(s: &Settings) -> Result<(), String> {
         .prefer_socket(false)
         .tcp_connect_timeout(Some(Duration::from_secs(5)))
         .read_timeout(Some(Duration::from_secs(5)));
-    let mut conn = mysql::Conn::new(opts).map_err(|e| format!("database: {e}"))?;
+    // In words, naming the settings dialog's fields (DATABASE), never the driver's debug form.
+    const KEYS: astcti_server::store::DbKeys = astcti_server::store::DbKeys {
+        host_port: "the DATABASE settings' MySQL host and port",
+        user_pass: "the DATABASE settings' MySQL user and password",
+        dbms: "the DATABASE settings' MySQL database",
+        timeout: "the client's database timeout",
+    };
+    let words = |e: mysql::Error| {
+        let at = format!("{}:{}", db.host, db.port);
+        let why =
+            astcti_server::store::explain_for(&e, &at, Duration::from_secs(5), &db.database, &KEYS);
+        format!("cannot write PhoneExt into the cti table: {why}")
+    };
+    let mut conn = mysql::Conn::new(opts).map_err(words)?;
     conn.exec_drop(
         "UPDATE cti SET EXT=? WHERE USERNAME=?",
         (&s.phone_ext, &s.username),
     )
-    .map_err(|e| format!("database: {e}"))
+    .map_err(words)
 }
 
 /// Connects and logs in; the connected socket and its reader.
@@ -475,6 +488,20 @@ pub enum Desktop {
     Open(String),
 }
 
+/// Where the window shows what the desktop could not do (set once by the window; the command line
+/// has only its trace).
+pub static DESKTOP_FAILED: std::sync::OnceLock<FailureShown> = std::sync::OnceLock::new();
+
+pub type FailureShown = Box<dyn Fn(&str) + Send + Sync>;
+
+/// A launch or URL that failed: in the trace, and in the window if there is one.
+fn desktop_failed(what: &str) {
+    say(&format!("ERROR    {what}"));
+    if let Some(show) = DESKTOP_FAILED.get() {
+        show(what);
+    }
+}
+
 /// Starts the desktop thread: notifications, launches and URLs one after another, so a slow or
 /// absent notification service or URL handler never delays the session (at most a few wait; more
 /// are dropped, and said so). It also reaps the programs it started, so none is left a zombie.
@@ -512,13 +539,13 @@ pub fn start_desktop() -> crossbeam_channel::Sender<Desktop> {
                 Ok(Desktop::Launch { program, args }) => {
                     match Command::new(&program).args(&args).spawn() {
                         Ok(child) => children.push(child),
-                        Err(e) => say(&format!("ERROR    cannot start {program}: {e}")),
+                        Err(e) => desktop_failed(&format!("cannot start {program}: {e}")),
                     }
                 }
                 Ok(Desktop::Open(url)) => {
                     if let Err(e) = open::that_detached(&url) {
-                        say(&format!(
-                            "ERROR    cannot open {url} with the desktop's default handler: {e}"
+                        desktop_failed(&format!(
+                            "cannot open {url} with the desktop's default handler: {e}"
                         ));
                     }
                 }
