@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod expected;
+pub mod private_db;
 pub mod rng;
 
 use std::io::{BufRead, BufReader, Read, Write};

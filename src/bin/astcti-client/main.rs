@@ -872,12 +872,31 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
     // Bounded: a server faster than the agent's desktop waits in its socket, not in memory here.
     let (tx, rx) = crossbeam_channel::bounded::<Option<String>>(256);
     let _ = r.get_ref().set_read_timeout(None);
+    // When the server last said anything (milliseconds from `t0`): it answers every NOOP, so a
+    // long silence is a dead link (a half-open connection: an unplugged cable, a NAT that forgot
+    // it), which no read or write would ever report.
+    let t0 = Instant::now();
+    let heard = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let heard_by_reader = heard.clone();
+    // Whatever ends the session closes the socket, so the reader below ends too.
+    struct Shut<'a>(&'a TcpStream);
+    impl Drop for Shut<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.shutdown(std::net::Shutdown::Both);
+        }
+    }
+    let _shut = Shut(&sock);
     std::thread::spawn(move || {
         let mut buf = String::new();
         loop {
             // Each line bounded before it is held, bytes that are not UTF-8 replaced: a broken or
             // hostile server costs at most one notification, never the session or the memory.
-            let line = match lines::read_line(&mut r, lines::MAX_LINE) {
+            let line = lines::read_line(&mut r, lines::MAX_LINE);
+            heard_by_reader.store(
+                u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+                Ordering::SeqCst,
+            );
+            let line = match line {
                 Ok(Line::Text(line)) => line,
                 Ok(Line::TooLong) => {
                     say(&format!(
@@ -905,7 +924,18 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
     });
     let mut w = &sock;
     let mut next_noop = Instant::now() + Duration::from_millis(s.noop_ms);
+    let silence = silence_limit(s.noop_ms);
     loop {
+        let quiet = t0
+            .elapsed()
+            .saturating_sub(Duration::from_millis(heard.load(Ordering::SeqCst)));
+        if quiet > silence {
+            say(&format!(
+                "LOST     the server has not answered for {} s (a dead connection); connecting again",
+                quiet.as_secs()
+            ));
+            return;
+        }
         if stop.load(Ordering::SeqCst) {
             // Wait (at most 2 s) for the server to close the connection: by then it has logged
             // the agent out, so a session started right after is not refused as a second login.
@@ -946,6 +976,12 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
             Err(_) => {}
         }
     }
+}
+
+/// How long the server may stay silent before the connection is taken for dead: three NOOP
+/// intervals (each NOOP is answered), at least 10 s.
+fn silence_limit(noop_ms: u64) -> Duration {
+    Duration::from_millis(noop_ms.saturating_mul(3)).max(Duration::from_secs(10))
 }
 
 #[cfg(feature = "gui")]
