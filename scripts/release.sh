@@ -45,13 +45,18 @@ cargo zigbuild --locked --release --target "$triple.2.17" --bin astcti-server
 bin="target/$triple/release/astcti-server"
 [ -x "$bin" ] || die "no $bin"
 
-# The highest GLIBC_x.y any dynamic symbol needs must be 2.17 or older.
-highest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+# The highest GLIBC_x.y any dynamic symbol of $1 needs; it must be 2.17 or older.
+glibc_floor() {
+  local h newest
+  h=$(objdump -T "$1" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+  if [ -n "$h" ]; then
+    newest=$(printf '%s\n2.17\n' "$h" | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+    [ "$newest" = "2.17" ] || die "$1 needs GLIBC_$h, newer than 2.17"
+  fi
+  echo "$h"
+}
+highest=$(glibc_floor "$bin") || exit 1
 say "highest glibc symbol version needed: ${highest:-none}"
-if [ -n "$highest" ]; then
-  newest=$(printf '%s\n2.17\n' "$highest" | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
-  [ "$newest" = "2.17" ] || die "$bin needs GLIBC_$highest, newer than 2.17"
-fi
 
 # --- tarball ---------------------------------------------------------------------------------------
 name="astcti-server-$version-x86_64-linux-glibc2.17"
@@ -75,6 +80,19 @@ cargo deb --no-build --no-strip --target "$triple" --output "$dist/" >/dev/null 
 deb=$(ls -t "$dist"/astcti-server_*_amd64.deb | head -n 1)
 say "wrote $deb"
 
+# --- the agent's program for Linux: glibc 2.17, with the window, as a Debian package ---------------
+# (Profile client-release, Cargo.toml: optimised for size, no LTO: a desktop program.)
+say "building astcti-client for $triple, glibc 2.17 (cargo zigbuild, feature gui, profile client-release)"
+cargo zigbuild --locked --profile client-release --target "$triple.2.17" --features gui --bin astcti-client
+cbin="target/$triple/client-release/astcti-client"
+[ -x "$cbin" ] || die "no $cbin"
+client_highest=$(glibc_floor "$cbin") || exit 1
+say "astcti-client needs at most GLIBC_${client_highest:-none}; $(du -k "$cbin" | cut -f1) KiB"
+cargo deb --variant client --profile client-release --no-build --target "$triple" --output "$dist/" >/dev/null \
+  || die "cargo deb --variant client"
+cdeb=$(ls -t "$dist"/astcti-client_*_amd64.deb | head -n 1)
+say "wrote $cdeb ($(du -k "$cdeb" | cut -f1) KiB; installed: $(dpkg-deb -f "$cdeb" Installed-Size) KiB)"
+
 # --- Windows binary (where the toolchain allows it) ------------------------------------------------
 win=""
 if rustup target list --installed 2>/dev/null | grep -q x86_64-pc-windows-gnu \
@@ -88,12 +106,17 @@ if rustup target list --installed 2>/dev/null | grep -q x86_64-pc-windows-gnu \
     mkdir -p "$dist/$name-windows"
     cp "$win" AstCTIServer.xml demo/windows/astcti-server-task.xml "$dist/$name-windows/"
     say "wrote $dist/$name-windows/astcti-server.exe"
-    say "building astcti-client.exe (x86_64-pc-windows-gnu, feature client)"
+    # The agent's program with its window: astcti-client.exe (a console program: the command
+    # line, dial, the trace; --gui) and astcti-client-window.exe (no console: the window, for the
+    # Start menu, log-on and tel: links).
+    say "building astcti-client.exe and astcti-client-window.exe (x86_64-pc-windows-gnu, feature gui)"
     if CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc \
-         cargo build --locked --release --target x86_64-pc-windows-gnu --bin astcti-client --features client; then
-      winclient="target/x86_64-pc-windows-gnu/release/astcti-client.exe"
-      cp "$winclient" "$dist/$name-windows/"
-      say "wrote $dist/$name-windows/astcti-client.exe"
+         cargo build --locked --profile client-release --target x86_64-pc-windows-gnu --features gui \
+           --bin astcti-client --bin astcti-client-window; then
+      winclient="target/x86_64-pc-windows-gnu/client-release/astcti-client.exe"
+      winwindow="target/x86_64-pc-windows-gnu/client-release/astcti-client-window.exe"
+      cp "$winclient" "$winwindow" demo/client/astcti-client-tel.reg "$dist/$name-windows/"
+      say "wrote $dist/$name-windows/astcti-client.exe and astcti-client-window.exe"
     else
       winclient=""
       say "astcti-client.exe did not build"
@@ -137,7 +160,38 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   echo "release check: skipped: installing the .deb needs root"
 fi
+# The agent's package.
+[ -n "$client_highest" ] && ok "astcti-client needs at most GLIBC_2.17 (highest: GLIBC_$client_highest)" \
+  || bad "astcti-client: no GLIBC symbol versions found"
+cdepends=$(dpkg-deb -f "$cdeb" Depends)
+case "$cdepends" in libc6\ \(\>=\ 2.17\),\ libgl1*) ok "the client .deb depends on $cdepends" ;; *) bad "the client .deb depends on '$cdepends'" ;; esac
+if [ "$(id -u)" -eq 0 ]; then
+  command -v desktop-file-validate >/dev/null 2>&1 || apt_install desktop-file-utils || true
+  dpkg -i "$cdeb" >/dev/null && ok "dpkg -i $cdeb" || bad "dpkg -i $cdeb"
+  /usr/bin/astcti-client --version | grep -q "astcti-client $version" && ok "the installed astcti-client runs" || bad "the installed astcti-client does not run"
+  grep -qx 'Exec=astcti-client --gui' /etc/xdg/autostart/astcti-client.desktop \
+    && ok "log-in autostart starts the window (/etc/xdg/autostart/astcti-client.desktop)" || bad "no autostart of the window"
+  for f in /usr/share/applications/astcti-client.desktop /usr/share/applications/astcti-client-dial.desktop; do
+    if command -v desktop-file-validate >/dev/null 2>&1; then
+      out=$(desktop-file-validate "$f" 2>&1) && ok "$f is a valid desktop entry" || bad "$f: $out"
+    fi
+  done
+  grep -q 'x-scheme-handler/tel=.*astcti-client-dial.desktop' /usr/share/applications/mimeinfo.cache 2>/dev/null \
+    && ok "tel: links are handed to astcti-client-dial.desktop (mimeinfo.cache)" || bad "tel: handler not registered"
+  dpkg -r astcti-client >/dev/null && ok "dpkg -r astcti-client" || bad "dpkg -r astcti-client"
+  if grep -q 'astcti-client-dial.desktop' /usr/share/applications/mimeinfo.cache 2>/dev/null; then
+    bad "the tel: handler is still registered after dpkg -r"
+  else
+    ok "dpkg -r forgets the tel: handler"
+  fi
+fi
 if [ -n "$win" ]; then
+  if [ -n "$winclient" ]; then
+    # PE subsystem: 3 = console (CUI), 2 = GUI (no console window).
+    objdump -p "$winclient" | grep -q '^Subsystem.*(Windows CUI)' && ok "astcti-client.exe is a console program" || bad "astcti-client.exe subsystem: $(objdump -p "$winclient" | grep ^Subsystem)"
+    objdump -p "$winwindow" | grep -q '^Subsystem.*(Windows GUI)' && ok "astcti-client-window.exe opens no console (GUI subsystem)" || bad "astcti-client-window.exe subsystem: $(objdump -p "$winwindow" | grep ^Subsystem)"
+    say "sizes: astcti-client.exe $(du -k "$winclient" | cut -f1) KiB, astcti-client-window.exe $(du -k "$winwindow" | cut -f1) KiB"
+  fi
   command -v wine >/dev/null 2>&1 || apt_install wine wine64 || true
   if command -v wine >/dev/null 2>&1; then
     export WINEPREFIX="$PWD/target/wine-prefix" WINEDEBUG=-all
@@ -165,7 +219,7 @@ if [ -n "$win" ]; then
     # The agent's program: logs in (to scripts/wine/cti-stub.py), takes a dial handed over its named
     # pipe from a second process and sends it as ORIG, and refuses a second instance.
     if [ -n "$winclient" ]; then
-      cp "$winclient" "$wdir/"
+      cp "$winclient" "$winwindow" "$wdir/"
       rm -f "$wdir/stub.port" "$wdir/stub.log"
       python3 scripts/wine/cti-stub.py "$wdir/stub.port" "$wdir/stub.log" & stub=$!
       for _ in $(seq 50); do [ -s "$wdir/stub.port" ] && break; sleep 0.1; done
@@ -202,13 +256,13 @@ EOF
       # A tel: link: demo/client/astcti-client-tel.reg with this folder's path, imported under
       # HKEY_CLASSES_ROOT (Wine 8 does not read the per-user HKCU\Software\Classes that Windows
       # merges into it), then opened through ShellExecute as a browser would.
-      exe=$(winepath -w "$PWD/$wdir/astcti-client.exe" 2>/dev/null | tr -d '\r' | sed 's/\\/\\\\\\\\/g')
-      sed -e "s|C:\\\\\\\\Program Files\\\\\\\\astcti\\\\\\\\astcti-client.exe|$exe|g" \
+      exe=$(winepath -w "$PWD/$wdir/astcti-client-window.exe" 2>/dev/null | tr -d '\r' | sed 's/\\/\\\\\\\\/g')
+      sed -e "s|C:\\\\\\\\Program Files\\\\\\\\astcti\\\\\\\\astcti-client-window.exe|$exe|g" \
           -e 's/HKEY_CURRENT_USER\\Software\\Classes/HKEY_CLASSES_ROOT/' demo/client/astcti-client-tel.reg > "$wdir/tel.reg"
       (cd "$wdir" && wine regedit /S tel.reg && timeout 60 wine start tel:0215552009) >/dev/null 2>&1 || true
       for _ in $(seq 100); do grep -q '^ORIG 0215552009|' "$wdir/stub.log" 2>/dev/null && break; sleep 0.1; done
       if grep -q '^ORIG 0215552009|' "$wdir/stub.log"; then
-        ok "a tel: link under Wine (demo/client/astcti-client-tel.reg's command) dials through the running client"
+        ok "a tel: link under Wine (demo/client/astcti-client-tel.reg: astcti-client-window.exe, no console) dials through the running client"
       else
         bad "a tel: link under Wine did not dial: $(grep command "$wdir/tel.reg" | head -1)"
       fi

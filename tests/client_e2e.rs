@@ -412,6 +412,25 @@ fn the_demo_call_pops_launches_once_and_survives_a_server_restart() {
     drop(client);
 }
 
+/// The EXT in the cti table decides where calls go, not the client's PhoneExt: without MySQL
+/// settings the two can differ, and the client shows (and says) the one the server registered.
+#[test]
+fn the_client_shows_the_ext_the_server_registered_not_its_own_phone_ext() {
+    let rig = Rig::new("clientext");
+    let text = std::fs::read_to_string(&rig.cfg).unwrap().replace(
+        "<PhoneExt>PJSIP/201</PhoneExt>",
+        "<PhoneExt>PJSIP/299</PhoneExt>",
+    );
+    std::fs::write(&rig.cfg, text).unwrap();
+    let client = RunningClient::start(&rig.cfg, &rig.dir);
+    client.expect(
+        "EXT      the server registered this login as PJSIP/201 (its cti table; PhoneExt says \
+         PJSIP/299)",
+        1,
+        Duration::from_secs(30),
+    );
+}
+
 #[test]
 fn a_hostile_caller_launches_nothing_but_the_configured_arguments() {
     // The demo call as Asterisk 22 would send it for a caller who chose a name, a number and digits
@@ -1410,7 +1429,7 @@ mod window {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
+            let deadline = Instant::now() + Duration::from_secs(60);
             while !display.run(
                 "sh",
                 &[
@@ -1418,7 +1437,10 @@ mod window {
                     "xprop -root _NET_SUPPORTING_WM_CHECK | grep -q 'window id'",
                 ],
             ) {
-                assert!(Instant::now() < deadline, "openbox did not take the screen");
+                assert!(
+                    Instant::now() < deadline,
+                    "openbox did not take the screen within 60 s"
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
             Wm { child }
@@ -1871,5 +1893,40 @@ mod window {
         let _ = crm.kill();
         let _ = crm.wait();
         drop(client);
+    }
+
+    /// `astcti-client-window` (what the Start menu and the autostart entry start) with no settings
+    /// file yet: the window opens with the settings dialog and says why there is no login — not
+    /// only a line on a standard error nobody reads. Save with the fields still empty says what is
+    /// missing and writes nothing.
+    #[test]
+    fn the_window_without_settings_opens_the_settings_dialog() {
+        let dir = temp_dir("clientfirst");
+        let cfg = dir.join("new").join("AstCTIClient.config");
+        let step = Duration::from_secs(30);
+        let ocr = Duration::from_secs(60);
+        let display = Display::start();
+        let _wm = Wm::start(&display);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astcti-client-window"));
+        cmd.arg("--settings")
+            .arg(&cfg)
+            .env("DISPLAY", display.name())
+            .env("XDG_RUNTIME_DIR", &dir)
+            .env("PATH", "/usr/bin:/bin")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        let client = RunningClient::spawn(cmd);
+        client.expect("WINDOW   no login:", 1, step);
+        let words = display.wait_text(&dir, &["No settings yet", "CTI SERVER", "Save"], ocr);
+        let screens = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui-screens");
+        std::fs::create_dir_all(&screens).unwrap();
+        display.shot(&screens.join("first-run.png"));
+        let save = find(&words, "Save");
+        display.focus("^AstCTI Client settings$");
+        display.click(save.1, save.2);
+        client.expect("ERROR    settings not saved", 1, step);
+        assert!(!cfg.exists(), "nothing written");
+        assert!(!client.text().contains("LOGIN"), "{}", client.text());
     }
 }

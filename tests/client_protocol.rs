@@ -147,6 +147,26 @@ fn noop_helo_and_quit() {
     assert!(c.closed_within(Duration::from_secs(5)));
 }
 
+/// `EXT` (new; the original ignores it, as it ignores any unknown command): nothing before login,
+/// then the EXT the login is registered under, from the cti table.
+#[test]
+fn ext_names_the_registered_ext_after_login_and_nothing_before() {
+    let server = Server::start();
+    let user = unique("ext");
+    let ext = unique("SIP/");
+    let _row = add_agent(&user, "pw", Some(&ext), None);
+    let mut c = server.connect();
+    c.expect(b"100 CTISERVER WELCOME\n");
+    c.send("EXT\nNOOP\n");
+    c.expect(b"100 OK\n");
+    c.send(&format!("USER {user}\nPASS {:x}\n", md5::compute("pw")));
+    c.expect(b"100 OK\n102 OK\n");
+    c.send("EXT\n");
+    c.expect(format!("100 EXT {ext}\n").as_bytes());
+    c.send("ext\nNOOP\n");
+    c.expect(format!("100 EXT {ext}\n100 OK\n").as_bytes());
+}
+
 #[test]
 fn split_and_coalesced_writes_and_crlf() {
     let user = unique("split");

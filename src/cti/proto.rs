@@ -86,6 +86,8 @@ pub enum Command {
     Helo,
     Quit,
     Orig(String),
+    /// `EXT`: this login's registered EXT (new; see [`ext_line`]).
+    Ext,
     /// Anything else: the original silently ignores it.
     Unknown(String),
 }
@@ -103,8 +105,19 @@ pub fn parse_command(line: &str) -> Command {
         "HELO" => Command::Helo,
         "QUIT" => Command::Quit,
         "ORIG" => Command::Orig(params),
+        "EXT" => Command::Ext,
         _ => Command::Unknown(word.to_string()),
     }
+}
+
+/// The reply to `EXT`: `100 EXT <ext>\n`, the EXT from the `cti` table with any control
+/// character (a line break above all) replaced by `?`, so that it stays one line.
+pub fn ext_line(ext: &str) -> Vec<u8> {
+    let shown: String = ext
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    format!("100 EXT {shown}\n").into_bytes()
 }
 
 pub use crate::ami::OrigRequest;

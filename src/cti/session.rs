@@ -61,6 +61,8 @@ pub enum State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Step {
     pub reply: Option<&'static [u8]>,
+    /// Reply `100 EXT <the EXT this connection is registered under>` ([`proto::ext_line`]).
+    pub ext_reply: bool,
     pub close: bool,
 }
 
@@ -68,11 +70,13 @@ impl Step {
     fn reply(bytes: &'static [u8]) -> Step {
         Step {
             reply: Some(bytes),
+            ext_reply: false,
             close: false,
         }
     }
     const SILENT: Step = Step {
         reply: None,
+        ext_reply: false,
         close: false,
     };
 }
@@ -126,10 +130,20 @@ impl Session {
                 self.state = State::Closed;
                 Step {
                     reply: Some(proto::BYE),
+                    ext_reply: false,
                     close: true,
                 }
             }
             Command::Orig(params) => self.orig(&params, env),
+            // New (the original has no such command, and ignores it): which EXT the server
+            // registered this login under — the cti table's, which may differ from the client's
+            // own PhoneExt. Nothing before login, like any unknown command.
+            Command::Ext if self.is_authenticated() => Step {
+                reply: None,
+                ext_reply: true,
+                close: false,
+            },
+            Command::Ext => Step::SILENT,
             Command::Unknown(word) => {
                 env.debug(&format!("unknown command {} ignored", q(&word)));
                 Step::SILENT

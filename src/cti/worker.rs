@@ -471,8 +471,13 @@ fn read_loop(
                 notes,
             };
             let step = session.handle(&line, &mut env);
-            if let Some(reply) = step.reply {
-                match queue.push(Chunk::Static(reply)) {
+            let reply = match (step.reply, step.ext_reply, session.agent()) {
+                (Some(reply), _, _) => Some(Chunk::Static(reply)),
+                (None, true, Some((_, ext))) => Some(Chunk::Owned(proto::ext_line(ext))),
+                _ => None,
+            };
+            if let Some(reply) = reply {
+                match queue.push(reply) {
                     Ok(()) => {}
                     // The connection is already gone (the client closed or reset it): nothing
                     // to warn about.

@@ -264,6 +264,10 @@ impl Ui for WindowUi {
                     v.dial_enabled = true;
                     v.dial_lock = None;
                 }
+                UiEvent::Registered(ext) => {
+                    v.status = format!("Connected as {ext}");
+                    v.ext = ext;
+                }
                 UiEvent::Offline(why) => {
                     v.online = false;
                     v.status = format!("Not connected: {why}");
@@ -779,7 +783,8 @@ impl App {
         }
         let builder = egui::ViewportBuilder::default()
             .with_title("AstCTI Client settings")
-            .with_inner_size([480.0, 760.0])
+            // Fits a 1366×768 laptop screen; the form scrolls, Save and Cancel stay in sight.
+            .with_inner_size([480.0, 640.0])
             .with_position([430.0, 20.0]);
         let mut save = false;
         let mut cancel = false;
@@ -1105,7 +1110,7 @@ fn add_cjk_fallback(ctx: &egui::Context) {
 }
 
 /// Runs the window until it is closed; the session loop stops with it.
-pub fn main(shared: Shared, path: PathBuf) -> i32 {
+pub fn main(shared: Shared, path: PathBuf, problem: Option<String>) -> i32 {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("AstCTI Client")
@@ -1174,7 +1179,26 @@ pub fn main(shared: Shared, path: PathBuf) -> i32 {
                 hidden: false,
                 quitting: false,
             };
-            app.start();
+            match problem {
+                None => app.start(),
+                Some(why) => {
+                    // No login with settings that could not be read: the window says why, and
+                    // without a file, the dialog writes one (Save then logs in).
+                    let missing = !app.path.exists();
+                    lock(&app.view).status = if missing {
+                        format!(
+                            "No settings yet: fill them in and Save ({})",
+                            app.path.display()
+                        )
+                    } else {
+                        format!("Settings not usable: {why}")
+                    };
+                    say(&format!("WINDOW   no login: {why}"));
+                    if missing {
+                        app.open_editor();
+                    }
+                }
+            }
             Ok(Box::new(app))
         }),
     );

@@ -296,6 +296,8 @@ fn dial_channel_shown() -> String {
 pub enum UiEvent {
     /// Logged in, as `PhoneExt`.
     Online { ext: String },
+    /// The EXT the server registered the login under (astcti-server's answer to `EXT`).
+    Registered(String),
     /// Not logged in (the link broke, the server cannot be reached, or stopped), and why.
     Offline(String),
     /// The server refused the login; the session has stopped.
@@ -911,6 +913,11 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
                     return;
                 }
             };
+            if buf.is_empty() && line.starts_with(EXT_REPLY) {
+                // The answer to `EXT` (below), handed on as it is.
+                let _ = tx.send(Some(line));
+                continue;
+            }
             if line.starts_with("<event") || !buf.is_empty() {
                 buf.push_str(&line);
                 if buf.len() > 64 * 1024 {
@@ -923,6 +930,12 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
         }
     });
     let mut w = &sock;
+    // Which EXT did the server register this login under? The cti table decides, not PhoneExt
+    // (they differ when the client has no MySQL settings). astcti-server answers `100 EXT …`; the
+    // original AstCTIServer ignores the command, and PhoneExt stays what is shown.
+    if w.write_all(b"EXT\n").is_err() {
+        return;
+    }
     let mut next_noop = Instant::now() + Duration::from_millis(s.noop_ms);
     let silence = silence_limit(s.noop_ms);
     loop {
@@ -959,6 +972,21 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
             }
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(reply)) if reply.starts_with(EXT_REPLY) => {
+                let ext = reply
+                    .strip_prefix(EXT_REPLY)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                if ext != s.phone_ext {
+                    say(&format!(
+                        "EXT      the server registered this login as {ext} (its cti table; \
+                         PhoneExt says {})",
+                        s.phone_ext
+                    ));
+                }
+                ui.update(UiEvent::Registered(ext));
+            }
             Ok(Some(event)) => {
                 if let Some((kind, record)) = notify::parse(&event) {
                     let actions = react(s, kind, &record);
@@ -978,6 +1006,9 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
     }
 }
 
+/// The start of astcti-server's answer to `EXT`.
+const EXT_REPLY: &str = "100 EXT ";
+
 /// How long the server may stay silent before the connection is taken for dead: three NOOP
 /// intervals (each NOOP is answered), at least 10 s.
 fn silence_limit(noop_ms: u64) -> Duration {
@@ -987,10 +1018,11 @@ fn silence_limit(noop_ms: u64) -> Duration {
 #[cfg(feature = "gui")]
 mod gui;
 
+/// The window; `problem`: the settings could not be read (said in the window, no login).
 #[cfg(feature = "gui")]
-fn gui_main(s: Settings, path: PathBuf) -> i32 {
+fn gui_main(s: Settings, path: PathBuf, problem: Option<String>) -> i32 {
     match Shared::start(s) {
-        Ok(shared) => gui::main(shared, path),
+        Ok(shared) => gui::main(shared, path, problem),
         Err(e) => {
             eprintln!("astcti-client: {e}");
             2
@@ -999,14 +1031,29 @@ fn gui_main(s: Settings, path: PathBuf) -> i32 {
 }
 
 #[cfg(not(feature = "gui"))]
-fn gui_main(_: Settings, _: PathBuf) -> i32 {
+fn gui_main(_: Settings, _: PathBuf, _: Option<String>) -> i32 {
     eprintln!("astcti-client: this build has no window: build it with `cargo build --release --features gui`");
     2
 }
 
+#[cfg_attr(not(feature = "gui"), allow(dead_code))]
 fn main() {
+    main_as(Start::Terminal);
+}
+
+/// What the program does when no command is given: `astcti-client` runs in the terminal (the
+/// window with `--gui`); `astcti-client-window` (Windows' console-less build, the Start menu's and
+/// autostart's) opens the window.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Terminal,
+    #[cfg_attr(not(feature = "gui"), allow(dead_code))]
+    Window,
+}
+
+pub fn main_as(start: Start) {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&args) {
+    let mut opts = match parse_args(&args) {
         Ok(Some(o)) => o,
         Ok(None) => return,
         Err(e) => {
@@ -1014,8 +1061,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    opts.gui |= start == Start::Window;
+    let path = settings_path(opts.settings.as_deref());
     let s = match load(&opts) {
         Ok(s) => s,
+        // The window says what is wrong itself (no terminal may be there to read stderr), and
+        // without a settings file it opens the settings dialog to write one.
+        Err(e) if opts.gui && opts.dial.is_none() => {
+            eprintln!("astcti-client: {e}");
+            std::process::exit(gui_main(Settings::default(), path, Some(e)));
+        }
         Err(e) => {
             eprintln!("astcti-client: {e}");
             std::process::exit(2);
@@ -1023,7 +1078,7 @@ fn main() {
     };
     let code = match &opts.dial {
         Some(number) => dial(&s, number, opts.context.as_deref()),
-        None if opts.gui => gui_main(s, settings_path(opts.settings.as_deref())),
+        None if opts.gui => gui_main(s, path, None),
         None => run_cli(s),
     };
     std::process::exit(code);

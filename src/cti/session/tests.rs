@@ -171,10 +171,34 @@ fn noop_helo_quit() {
         step,
         Step {
             reply: Some(BYE),
+            ext_reply: false,
             close: true
         }
     );
     assert_eq!(run(&mut s, &mut env, "NOOP"), None, "closed");
+}
+
+#[test]
+fn ext_says_the_registered_ext_after_login_only() {
+    let mut env = Fake::default();
+    let mut s = Session::new();
+    let before = s.handle("EXT", &mut env);
+    assert!(
+        before.reply.is_none() && !before.ext_reply,
+        "nothing before login"
+    );
+    let mut s = login(&mut env);
+    let after = s.handle("ext", &mut env);
+    assert!(after.ext_reply && after.reply.is_none() && !after.close);
+    let (_, ext) = s.agent().unwrap();
+    assert_eq!(
+        crate::cti::proto::ext_line(ext),
+        format!("100 EXT {ext}\n").into_bytes()
+    );
+    assert_eq!(
+        crate::cti::proto::ext_line("SIP/2\r\n01"),
+        b"100 EXT SIP/2??01\n"
+    );
 }
 
 #[test]
