@@ -1922,7 +1922,13 @@ mod window {
         let screens = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gui-screens");
         std::fs::create_dir_all(&screens).unwrap();
         display.shot(&screens.join("first-run.png"));
-        let save = find(&words, "Save");
+        // The dialog's button: the lowest "Save" on screen (the main window's status says "…and
+        // Save" too).
+        let save = words
+            .iter()
+            .filter(|w| w.0 == "Save")
+            .max_by_key(|w| w.2)
+            .unwrap();
         display.focus("^AstCTI Client settings$");
         display.click(save.1, save.2);
         client.expect("ERROR    settings not saved", 1, step);
