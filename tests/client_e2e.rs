@@ -1422,11 +1422,12 @@ mod window {
                 display.run("sh", &["-c", "command -v openbox"]),
                 "openbox is missing: scripts/test.sh installs it"
             );
-            let child = Command::new("openbox")
+            let log = std::env::temp_dir().join(unique("astcti-openbox-"));
+            let mut child = Command::new("openbox")
                 .args(["--sm-disable"])
                 .env("DISPLAY", display.name())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -1437,12 +1438,19 @@ mod window {
                     "xprop -root _NET_SUPPORTING_WM_CHECK | grep -q 'window id'",
                 ],
             ) {
+                let said = || std::fs::read_to_string(&log).unwrap_or_default();
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("openbox ended ({status}) on {}: {}", display.name(), said());
+                }
                 assert!(
                     Instant::now() < deadline,
-                    "openbox did not take the screen within 60 s"
+                    "openbox did not take {} within 60 s: {}",
+                    display.name(),
+                    said()
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }
+            let _ = std::fs::remove_file(&log);
             Wm { child }
         }
     }
@@ -1723,10 +1731,18 @@ mod window {
         out_of_sight_day(OutOfSight::MinimizedOnStart);
     }
 
+    /// The window left on another workspace (the agent switched to the CRM's): the popup still
+    /// shows on the workspace in view, every call pops, times out and launches.
+    #[test]
+    fn on_another_workspace_every_call_pops_and_times_out() {
+        out_of_sight_day(OutOfSight::OtherWorkspace);
+    }
+
     #[derive(Clone, Copy, PartialEq)]
     enum OutOfSight {
         ClosedToTheTray,
         MinimizedOnStart,
+        OtherWorkspace,
     }
 
     fn out_of_sight_day(how: OutOfSight) {
@@ -1737,6 +1753,7 @@ mod window {
         let dir = temp_dir(match how {
             OutOfSight::ClosedToTheTray => "clienttray",
             OutOfSight::MinimizedOnStart => "clientmin",
+            OutOfSight::OtherWorkspace => "clientdesk",
         });
         let (app, out) = stand_in(&dir);
         let cap =
@@ -1782,7 +1799,9 @@ mod window {
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
             .env_remove("WAYLAND_DISPLAY");
         match how {
-            OutOfSight::ClosedToTheTray => cmd.env("DBUS_SESSION_BUS_ADDRESS", &bus.address),
+            OutOfSight::ClosedToTheTray | OutOfSight::OtherWorkspace => {
+                cmd.env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            }
             // No session bus at all: nothing answers for a tray.
             OutOfSight::MinimizedOnStart => cmd.env(
                 "DBUS_SESSION_BUS_ADDRESS",
@@ -1805,6 +1824,14 @@ mod window {
                 args.extend(keys.split(' '));
                 assert!(display.run("xdotool", &args));
                 client.expect("WINDOW   hidden", 1, step);
+            }
+            OutOfSight::OtherWorkspace => {
+                display.until(step, "the window is not shown", |d| {
+                    !d.visible(main).is_empty()
+                });
+                // The window stays on the first workspace; the second comes into view (the window
+                // manager unmaps the windows of the others).
+                assert!(display.run("xdotool", &["set_desktop", "1"]));
             }
             OutOfSight::MinimizedOnStart => {
                 client.expect("TRAY     none", 1, step);
@@ -1855,6 +1882,7 @@ mod window {
             let shot = match how {
                 OutOfSight::ClosedToTheTray => format!("tray-popup-{call}.png"),
                 OutOfSight::MinimizedOnStart => format!("minimized-popup-{call}.png"),
+                OutOfSight::OtherWorkspace => format!("workspace-popup-{call}.png"),
             };
             display.shot(&screens.join(shot));
             assert_eq!(
