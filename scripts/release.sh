@@ -164,7 +164,10 @@ fi
 [ -n "$client_highest" ] && ok "astcti-client needs at most GLIBC_2.17 (highest: GLIBC_$client_highest)" \
   || bad "astcti-client: no GLIBC symbol versions found"
 cdepends=$(dpkg-deb -f "$cdeb" Depends)
-case "$cdepends" in libc6\ \(\>=\ 2.17\),\ libgl1*) ok "the client .deb depends on $cdepends" ;; *) bad "the client .deb depends on '$cdepends'" ;; esac
+case "$cdepends" in
+  "libc6 (>= 2.17), "*libgl1*libxkbcommon-x11-0*) ok "the client .deb depends on $cdepends" ;;
+  *) bad "the client .deb depends on '$cdepends'" ;;
+esac
 if [ "$(id -u)" -eq 0 ]; then
   command -v desktop-file-validate >/dev/null 2>&1 || apt_install desktop-file-utils || true
   dpkg -i "$cdeb" >/dev/null && ok "dpkg -i $cdeb" || bad "dpkg -i $cdeb"
@@ -188,8 +191,11 @@ fi
 if [ -n "$win" ]; then
   if [ -n "$winclient" ]; then
     # PE subsystem: 3 = console (CUI), 2 = GUI (no console window).
-    objdump -p "$winclient" | grep -q '^Subsystem.*(Windows CUI)' && ok "astcti-client.exe is a console program" || bad "astcti-client.exe subsystem: $(objdump -p "$winclient" | grep ^Subsystem)"
-    objdump -p "$winwindow" | grep -q '^Subsystem.*(Windows GUI)' && ok "astcti-client-window.exe opens no console (GUI subsystem)" || bad "astcti-client-window.exe subsystem: $(objdump -p "$winwindow" | grep ^Subsystem)"
+    # (Read whole, then matched: `grep -q` on objdump's pipe would break it under pipefail.)
+    sub=$(objdump -p "$winclient" | grep '^Subsystem' || true)
+    case "$sub" in *"(Windows CUI)"*) ok "astcti-client.exe is a console program" ;; *) bad "astcti-client.exe subsystem: $sub" ;; esac
+    sub=$(objdump -p "$winwindow" | grep '^Subsystem' || true)
+    case "$sub" in *"(Windows GUI)"*) ok "astcti-client-window.exe opens no console (GUI subsystem)" ;; *) bad "astcti-client-window.exe subsystem: $sub" ;; esac
     say "sizes: astcti-client.exe $(du -k "$winclient" | cut -f1) KiB, astcti-client-window.exe $(du -k "$winwindow" | cut -f1) KiB"
   fi
   command -v wine >/dev/null 2>&1 || apt_install wine wine64 || true

@@ -208,14 +208,6 @@ fn demo_replay(times: u64) -> ReplayServer {
     ReplayServer::start(cfg).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn server_on(port: u16, manager: u16) -> Server {
     let s = Server::start_with(Options {
         manager_port: Some(manager),
@@ -1498,6 +1490,55 @@ mod window {
         }
     }
 
+    /// The window's program on `display`: `program` with `args`, then `--settings cfg`, software
+    /// OpenGL, no Wayland, the runtime directory `dir`, the session bus `bus` (an address that
+    /// answers nothing when there is to be no tray).
+    fn window_command(
+        program: &str,
+        args: &[&str],
+        cfg: &Path,
+        display: &Display,
+        dir: &Path,
+        bus: &str,
+    ) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .arg("--settings")
+            .arg(cfg)
+            .env("DISPLAY", display.name())
+            .env("XDG_RUNTIME_DIR", dir)
+            .env("PATH", "/usr/bin:/bin")
+            .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("DBUS_SESSION_BUS_ADDRESS", bus);
+        cmd
+    }
+
+    /// The demo call held in ami-replay, played `times` over (new ids each time), and where each
+    /// play's steps end: (frames in one play, through the DialBegin that rings PJSIP/201, up to the
+    /// first Hangup — answered and bridged).
+    fn stepped_demo_call(times: u64) -> (ReplayServer, u64, u64, u64) {
+        let cap =
+            Capture::load(&root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"))
+                .unwrap();
+        let len = cap.frames.len() as u64;
+        let ringing = 1 + cap
+            .frame_with(0, &["Event: DialBegin", "DestChannel: PJSIP/201-"])
+            .expect("the DialBegin to PJSIP/201") as u64;
+        let talking = cap
+            .frame_with(ringing as usize, &["Event: Hangup\r\n"])
+            .expect("a Hangup") as u64;
+        let mut rc = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
+        rc.pace = Pace::Fast;
+        rc.times = times;
+        rc.rewrite_ids = times > 1;
+        rc.held = true;
+        (ReplayServer::start(rc).unwrap(), len, ringing, talking)
+    }
+
+    /// No session bus: nothing answers for a tray.
+    const NO_BUS: &str = "unix:path=/nonexistent/astcti-test-bus";
+
     fn find<'a>(words: &'a [(String, i32, i32)], word: &str) -> &'a (String, i32, i32) {
         words
             .iter()
@@ -1513,23 +1554,10 @@ mod window {
         let agent = Agent::new();
         let dir = temp_dir("clientgui");
         let (app, out) = stand_in(&dir);
-        let cap =
-            Capture::load(&root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"))
-                .unwrap();
         // The call is played step by step (README of the capture): through the DialBegin that
         // rings PJSIP/201 (the popup), then up to the first Hangup (answered and bridged: Connected,
         // the launch), then the rest. Each step waits for the test, however slow the screen reading.
-        let ringing = 1 + cap
-            .frame_with(0, &["Event: DialBegin", "DestChannel: PJSIP/201-"])
-            .expect("the DialBegin to PJSIP/201") as u64;
-        let talking = cap
-            .frame_with(ringing as usize, &["Event: Hangup\r\n"])
-            .expect("a Hangup") as u64;
-        let mut rc = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
-        rc.pace = Pace::Fast;
-        rc.times = 1;
-        rc.held = true;
-        let replay = ReplayServer::start(rc).unwrap();
+        let (replay, _, ringing, talking) = stepped_demo_call(1);
         let port = free_port();
         let server = server_on(port, replay.addr().port());
         let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
@@ -1541,15 +1569,7 @@ mod window {
 
         let display = Display::start();
         let bus = Bus::start();
-        let mut cmd = Command::new(CLIENT);
-        cmd.args(["--gui", "--settings"])
-            .arg(&cfg)
-            .env("DISPLAY", display.name())
-            .env("XDG_RUNTIME_DIR", &dir)
-            .env("PATH", "/usr/bin:/bin")
-            .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .env_remove("WAYLAND_DISPLAY")
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address);
+        let cmd = window_command(CLIENT, &["--gui"], &cfg, &display, &dir, &bus.address);
         let client = RunningClient::spawn(cmd);
         client.logged_in(&server, &agent.user, Duration::from_secs(30));
         // scripts/test.sh installs fonts-droid-fallback: CJK names are drawn, not boxes.
@@ -1756,22 +1776,7 @@ mod window {
             OutOfSight::OtherWorkspace => "clientdesk",
         });
         let (app, out) = stand_in(&dir);
-        let cap =
-            Capture::load(&root().join("fixtures/ami/asterisk-22.10.1/a-inbound-100-answered.ami"))
-                .unwrap();
-        let len = cap.frames.len() as u64;
-        let ringing = 1 + cap
-            .frame_with(0, &["Event: DialBegin", "DestChannel: PJSIP/201-"])
-            .expect("the DialBegin to PJSIP/201") as u64;
-        let talking = cap
-            .frame_with(ringing as usize, &["Event: Hangup\r\n"])
-            .expect("a Hangup") as u64;
-        let mut rc = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
-        rc.pace = Pace::Fast;
-        rc.times = 2;
-        rc.rewrite_ids = true;
-        rc.held = true;
-        let replay = ReplayServer::start(rc).unwrap();
+        let (replay, len, ringing, talking) = stepped_demo_call(2);
         let port = free_port();
         let server = server_on(port, replay.addr().port());
         let cfg = settings(&dir, port, &agent.user, "agent pw", &app);
@@ -1790,24 +1795,11 @@ mod window {
         let display = Display::start();
         let _wm = Wm::start(&display);
         let bus = Bus::start();
-        let mut cmd = Command::new(CLIENT);
-        cmd.args(["--gui", "--settings"])
-            .arg(&cfg)
-            .env("DISPLAY", display.name())
-            .env("XDG_RUNTIME_DIR", &dir)
-            .env("PATH", "/usr/bin:/bin")
-            .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .env_remove("WAYLAND_DISPLAY");
-        match how {
-            OutOfSight::ClosedToTheTray | OutOfSight::OtherWorkspace => {
-                cmd.env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-            }
-            // No session bus at all: nothing answers for a tray.
-            OutOfSight::MinimizedOnStart => cmd.env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                "unix:path=/nonexistent/astcti-test-bus",
-            ),
+        let bus_address = match how {
+            OutOfSight::ClosedToTheTray | OutOfSight::OtherWorkspace => bus.address.as_str(),
+            OutOfSight::MinimizedOnStart => NO_BUS,
         };
+        let cmd = window_command(CLIENT, &["--gui"], &cfg, &display, &dir, bus_address);
         let client = RunningClient::spawn(cmd);
         client.logged_in(&server, &agent.user, Duration::from_secs(30));
         let main = "^AstCTI Client$";
@@ -1935,15 +1927,8 @@ mod window {
         let ocr = Duration::from_secs(60);
         let display = Display::start();
         let _wm = Wm::start(&display);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_astcti-client-window"));
-        cmd.arg("--settings")
-            .arg(&cfg)
-            .env("DISPLAY", display.name())
-            .env("XDG_RUNTIME_DIR", &dir)
-            .env("PATH", "/usr/bin:/bin")
-            .env("LIBGL_ALWAYS_SOFTWARE", "1")
-            .env_remove("WAYLAND_DISPLAY")
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        let window = env!("CARGO_BIN_EXE_astcti-client-window");
+        let cmd = window_command(window, &[], &cfg, &display, &dir, NO_BUS);
         let client = RunningClient::spawn(cmd);
         client.expect("WINDOW   no login:", 1, step);
         let words = display.wait_text(&dir, &["No settings yet", "CTI SERVER", "Save"], ocr);

@@ -253,10 +253,7 @@ fn five_hundred_clients_survive_restarts_a_frozen_database_and_a_half_open_conne
     let mut rc = ReplayConfig::new("127.0.0.1:0".parse().unwrap(), vec![cap]);
     rc.held = true;
     let replay = ReplayServer::start(rc).unwrap();
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let start_server = || {
         let s = Server::start_with(Options {
             db_port: Some(db.port),

@@ -794,16 +794,13 @@ fn a_call_answered_while_the_link_was_down_pops_when_the_last_list_completes() {
 fn a_list_item_of_a_channel_already_hung_up_brings_nothing_back() {
     // Asterisk took the lists' snapshot before the call ended but wrote the Hangups first (or a
     // replay answered with an older list): the legs stay gone, no Link after their Hangup.
-    let hangups = "\
-Event: Hangup
-Channel: PJSIP/201-0000000a
-Uniqueid: a1
-Linkedid: c1
-
-Event: Hangup
-Channel: PJSIP/trunk-00000001
-Uniqueid: c1
-Linkedid: c1";
+    // (The demo's own two Hangups: the agent's leg a1 and the customer's c1.)
+    let hangups = DEMO_12
+        .split("\n\n")
+        .filter(|f| f.starts_with("Event: Hangup"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    assert_eq!(hangups.matches("Event: Hangup").count(), 2);
     let ns = run_resync(Dialect::V12Plus, &format!("{hangups}\n\n{LATE_LISTS}\n\n"));
     assert!(ns.is_empty(), "{:?}", summary(&ns));
     // The same lists without the Hangups before them: the late Link (the guard is what stopped it).

@@ -186,6 +186,15 @@ pub struct Options {
     pub log_files: Vec<(String, String)>,
 }
 
+/// A loopback port free a moment ago (for a server that must be started on a port of its own).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A new directory under the system's temporary directory, removed with its contents when dropped.
 pub struct TempDir(PathBuf);
 
