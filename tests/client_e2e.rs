@@ -1415,13 +1415,19 @@ mod window {
                 "openbox is missing: scripts/test.sh installs it"
             );
             let log = std::env::temp_dir().join(unique("astcti-openbox-"));
-            let mut child = Command::new("openbox")
-                .args(["--sm-disable"])
-                .env("DISPLAY", display.name())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
+            let spawn = || {
+                Command::new("openbox")
+                    .args(["--sm-disable"])
+                    .env("DISPLAY", display.name())
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .unwrap()
+            };
+            let mut child = spawn();
+            // Once seen here (CI, windows tests side by side): openbox ending at once with status 1
+            // and not a word. It gets three starts before the test gives up, saying what it said.
+            let mut starts = 1;
             let deadline = Instant::now() + Duration::from_secs(60);
             while !display.run(
                 "sh",
@@ -1432,7 +1438,15 @@ mod window {
             ) {
                 let said = || std::fs::read_to_string(&log).unwrap_or_default();
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("openbox ended ({status}) on {}: {}", display.name(), said());
+                    assert!(
+                        starts < 3,
+                        "openbox ended ({status}) on {}, three times: {}",
+                        display.name(),
+                        said()
+                    );
+                    eprintln!("openbox ended ({status}) on {}: {}", display.name(), said());
+                    starts += 1;
+                    child = spawn();
                 }
                 assert!(
                     Instant::now() < deadline,
@@ -1915,6 +1929,11 @@ mod window {
     /// missing and writes nothing.
     #[test]
     fn the_window_without_settings_opens_the_settings_dialog() {
+        // One window test at a time (the others hold it for the agent's extension): each runs an
+        // X server, a window manager and a software-rendered window.
+        let _g = EXT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = temp_dir("clientfirst");
         let cfg = dir.join("new").join("AstCTIClient.config");
         let step = Duration::from_secs(30);

@@ -415,7 +415,19 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
             break;
         }
     }
-    let _ = conn.sock.shutdown(Shutdown::Both);
+    close_gently(&conn.sock, &rx);
+}
+
+/// Ends a connection the way Asterisk's own close looks to the peer: a FIN, not a reset. A socket
+/// closed with bytes it has not read (an action the peer sent just before) makes the kernel send a
+/// reset, and a reset makes the peer's kernel throw away what it had received but not yet read —
+/// the last frames before a planned drop. So: stop writing, let the reader thread take what still
+/// comes until the peer closes too (at most a second), then close.
+fn close_gently(sock: &TcpStream, rx: &Receiver<Incoming>) {
+    let _ = sock.shutdown(Shutdown::Write);
+    let until = Instant::now() + Duration::from_secs(1);
+    while let Ok(Incoming::Action(_)) = rx.recv_deadline(until) {}
+    let _ = sock.shutdown(Shutdown::Both);
 }
 
 fn recv(rx: &Receiver<Incoming>, wait: Duration) -> Option<Incoming> {
