@@ -206,6 +206,8 @@ impl Tracker {
     fn odd(&mut self, kind: &'static str, detail: &str) {
         self.oddities += 1;
         if self.logged.insert(kind) {
+            // `detail` comes from Asterisk: escaped here, the one place these lines are made.
+            let detail = crate::logging::escape(detail);
             log::info!("{kind} ({detail}); further ones are only counted");
         }
     }

@@ -317,6 +317,8 @@ struct Conn<'a> {
     replayed: usize,
     /// A `Status` action has been answered in this session.
     status_answered: bool,
+    /// Uniqueids of the `Hangup`s this session has played.
+    hung_up: std::collections::HashSet<String>,
 }
 
 /// The configuration session `session` (1, 2, …) runs with.
@@ -364,6 +366,7 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
         close_at_end,
         replayed: 0,
         status_answered: false,
+        hung_up: std::collections::HashSet::new(),
     };
     let banner = format!("Asterisk Call Manager/{}\r\n", conn.cfg.banner);
     if !conn.write(banner.as_bytes()) {
@@ -418,6 +421,26 @@ fn serve(sock: TcpStream, session: u64, shared: &Shared) {
     close_gently(&conn.sock, &rx);
 }
 
+/// The Uniqueid of a `Hangup` frame (keys matched without regard to case), else None.
+fn hangup_uid(frame: &[u8]) -> Option<String> {
+    let mut is_hangup = false;
+    let mut uid = None;
+    for line in frame.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, value) = line.split_at(colon);
+        let value = String::from_utf8_lossy(&value[1..]).trim().to_string();
+        if key.eq_ignore_ascii_case(b"Event") {
+            is_hangup = value.eq_ignore_ascii_case("Hangup");
+        } else if key.eq_ignore_ascii_case(b"Uniqueid") {
+            uid = Some(value);
+        }
+    }
+    uid.filter(|_| is_hangup)
+}
+
 /// Ends a connection the way Asterisk's own close looks to the peer: a FIN, not a reset. A socket
 /// closed with bytes it has not read (an action the peer sent just before) makes the kernel send a
 /// reset, and a reset makes the peer's kernel throw away what it had received but not yet read —
@@ -454,12 +477,20 @@ fn handle_action(conn: &mut Conn<'_>, action: &Frame, started: &mut Option<Insta
     if let Ok(mut s) = conn.shared.stats.lock() {
         s.actions.push((conn.session, action.clone()));
     }
+    // The channel lists as Asterisk would answer them now: without the channels this session has
+    // already played the Hangup of (a list answered from the plan as it was would bring them back).
+    let live: Vec<Frame> = cfg
+        .channels
+        .iter()
+        .filter(|f| f.get("Uniqueid").is_none_or(|u| !conn.hung_up.contains(u)))
+        .cloned()
+        .collect();
     let creds = Credentials {
         user: &cfg.user,
         secret: &cfg.secret,
         answer_ping: cfg.answer_ping,
         fully_booted: cfg.banner != "1.0",
-        channels: &cfg.channels,
+        channels: &live,
     };
     if started.is_none() && !name.eq_ignore_ascii_case("login") {
         let id = action.action_id().unwrap_or("");
@@ -535,6 +566,9 @@ fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
     if !conn.write(&bytes) {
         return false;
     }
+    if let Some(uid) = hangup_uid(&bytes) {
+        conn.hung_up.insert(uid);
+    }
     if let Ok(mut st) = conn.shared.stats.lock() {
         st.frames_sent += 1;
     }
@@ -564,4 +598,28 @@ fn send_next(conn: &mut Conn<'_>, s: &mut Schedule) -> bool {
         }
     }
     true
+}
+
+#[cfg(test)]
+mod hangup_tests {
+    use super::hangup_uid;
+
+    #[test]
+    fn a_hangup_names_its_uniqueid_and_nothing_else_does() {
+        let f = b"Event: Hangup\r\nChannel: PJSIP/201-1\r\nUniqueid: 1796.7\r\nCause: 16\r\n\r\n";
+        assert_eq!(hangup_uid(f).as_deref(), Some("1796.7"));
+        assert_eq!(
+            hangup_uid(b"event: hangup\r\nUNIQUEID:  9.1 \r\n\r\n").as_deref(),
+            Some("9.1")
+        );
+        assert_eq!(
+            hangup_uid(b"Event: Newstate\r\nUniqueid: 1.2\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            hangup_uid(b"Event: HangupRequest\r\nUniqueid: 1.2\r\n\r\n"),
+            None
+        );
+        assert_eq!(hangup_uid(b"\xff\xfe"), None);
+    }
 }
