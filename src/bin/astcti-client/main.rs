@@ -977,7 +977,10 @@ fn session(s: &Settings, sock: TcpStream, mut r: BufReader<TcpStream>, core: &Co
                     .strip_prefix(EXT_REPLY)
                     .unwrap_or_default()
                     .trim()
-                    .to_string();
+                    .chars()
+                    // A server's value for the trace and the window: no control characters.
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect::<String>();
                 if ext != s.phone_ext {
                     say(&format!(
                         "EXT      the server registered this login as {ext} (its cti table; \
