@@ -24,17 +24,19 @@ fi
 mariadb_ensure_installed
 # The client's notification test talks to a real freedesktop daemon (dunst on a private Xvfb); the
 # window's test drives it with xdotool and reads its screenshots (ImageMagick) with tesseract, also
-# under a real window manager (openbox).
+# under a real window manager (openbox) with a real panel's tray (xfce4-panel), and reads its state as
+# a screen reader does (at-spi2-core).
 if ! command -v Xvfb >/dev/null 2>&1 || ! command -v dunst >/dev/null 2>&1 \
    || ! command -v dbus-monitor >/dev/null 2>&1 || ! command -v dbus-run-session >/dev/null 2>&1 \
    || ! command -v dbus-send >/dev/null 2>&1 \
    || ! command -v xdotool >/dev/null 2>&1 || ! command -v import >/dev/null 2>&1 \
    || ! command -v tesseract >/dev/null 2>&1 || ! command -v openbox >/dev/null 2>&1 \
-   || ! command -v xprop >/dev/null 2>&1 \
+   || ! command -v xprop >/dev/null 2>&1 || [ ! -x /usr/libexec/at-spi-bus-launcher ] \
+   || ! command -v xfce4-panel >/dev/null 2>&1 \
    || [ ! -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ] \
    || ! ldconfig -p | grep -q 'libxkbcommon-x11.so.0' || ! ldconfig -p | grep -q 'libGL.so.1'; then
-  echo "== installing xvfb, dunst, dbus, xdotool, imagemagick, tesseract-ocr, openbox, x11-utils and a CJK font from Debian packages"
-  apt_install xvfb dunst dbus xdotool imagemagick tesseract-ocr openbox x11-utils fonts-droid-fallback \
+  echo "== installing xvfb, dunst, dbus, xdotool, imagemagick, tesseract-ocr, openbox, x11-utils, at-spi2-core, xfce4-panel and a CJK font from Debian packages"
+  apt_install xvfb dunst dbus xdotool imagemagick tesseract-ocr openbox x11-utils at-spi2-core xfce4-panel fonts-droid-fallback \
     libgl1 libegl1 libgl1-mesa-dri libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6
 fi
 mariadb_start "$dir" "$port"

@@ -7,7 +7,8 @@
 //!
 //! Built with `eframe`/`egui` (feature `gui`, docs/DEPENDENCIES.md). Windows: the main one, the
 //! caller-ID popup (always on top, `CallerIdTimeout` seconds, kept while the pointer is over it,
-//! closed by a click) and the settings dialog, each a native window (an egui viewport).
+//! closed by a click), a native window of its own (an egui viewport); the settings dialog is a page
+//! of the main window (in its accessibility tree).
 //!
 //! Tray: on Linux and the BSDs a StatusNotifierItem (`ksni`, D-Bus) showing the connection state;
 //! activating it shows or hides the window, its menu has Show and Quit. With a tray, closing the
@@ -376,6 +377,8 @@ struct App {
     message: String,
     focus_number: bool,
     editor: Option<Editor>,
+    /// The window is at the settings page's size and title.
+    sized_for_editor: bool,
     minimized: bool,
     tray: Option<tray::Handle>,
     tray_rx: crossbeam_channel::Receiver<TrayCmd>,
@@ -569,14 +572,16 @@ impl App {
         });
         ui.add_space(6.0);
         ui.group(|ui| {
-            ui.label("Number to dial");
+            let label = ui.label("Number to dial");
             let can_dial = online && dial_enabled;
-            let resp = ui.add_enabled(
-                can_dial,
-                egui::TextEdit::singleline(&mut self.number)
-                    .hint_text("number")
-                    .desired_width(f32::INFINITY),
-            );
+            let resp = ui
+                .add_enabled(
+                    can_dial,
+                    egui::TextEdit::singleline(&mut self.number)
+                        .hint_text("number")
+                        .desired_width(f32::INFINITY),
+                )
+                .labelled_by(label.id);
             if self.focus_number && can_dial {
                 resp.request_focus();
                 self.focus_number = false;
@@ -777,48 +782,42 @@ impl App {
         );
     }
 
-    fn settings_window(&mut self, ctx: &egui::Context) {
-        if self.editor.is_none() {
-            return;
-        }
-        let builder = egui::ViewportBuilder::default()
-            .with_title("AstCTI Client settings")
-            // Fits a 1366×768 laptop screen; the form scrolls, Save and Cancel stay in sight.
-            .with_inner_size([480.0, 640.0])
-            .with_position([430.0, 20.0]);
+    /// The settings: a page of the main window (as modal as the original's dialog), so that it is
+    /// in the window's accessibility tree (eframe gives AccessKit to the main window only).
+    fn settings_page(&mut self, ui: &mut egui::Ui) {
         let mut save = false;
         let mut cancel = false;
-        let ed = self.editor.as_mut().expect("checked above");
-        ctx.show_viewport_immediate(
-            egui::ViewportId::from_hash_of("astcti-settings"),
-            builder,
-            |ui, _| {
-                // Save and Cancel (and what is wrong) in a panel of their own at the bottom: always
-                // on screen, however small the window and however long the form.
-                egui::Panel::bottom("settings-buttons").show(ui, |ui| {
-                    ui.add_space(4.0);
-                    if let Some(e) = &ed.error {
-                        ui.add(
-                            egui::Label::new(
-                                egui::RichText::new(e).color(egui::Color32::from_rgb(190, 0, 0)),
-                            )
-                            .wrap(),
-                        );
-                    }
-                    ui.horizontal(|ui| {
-                        save = ui.button("Save").clicked();
-                        cancel = ui.button("Cancel").clicked();
-                    });
-                    ui.add_space(4.0);
-                });
-                egui::CentralPanel::default().show(ui, |ui| {
-                    egui::ScrollArea::vertical().show(ui, |ui| edit_settings(ui, ed));
-                });
-                if ui.ctx().input(|i| i.viewport().close_requested()) {
-                    cancel = true;
-                }
-            },
-        );
+        let status = lock(&self.view).status.clone();
+        let Some(ed) = self.editor.as_mut() else {
+            return;
+        };
+        // What the client is doing meanwhile (or why it has no login: no settings yet).
+        egui::Panel::top("settings-status").show(ui, |ui| {
+            ui.add_space(4.0);
+            ui.add(egui::Label::new(status).wrap());
+            ui.add_space(4.0);
+        });
+        // Save and Cancel (and what is wrong) in a panel of their own at the bottom: always on
+        // screen, however small the window and however long the form.
+        egui::Panel::bottom("settings-buttons").show(ui, |ui| {
+            ui.add_space(4.0);
+            if let Some(e) = &ed.error {
+                ui.add(
+                    egui::Label::new(
+                        egui::RichText::new(e).color(egui::Color32::from_rgb(190, 0, 0)),
+                    )
+                    .wrap(),
+                );
+            }
+            ui.horizontal(|ui| {
+                save = ui.button("Save").clicked();
+                cancel = ui.button("Cancel").clicked();
+            });
+            ui.add_space(4.0);
+        });
+        egui::CentralPanel::default().show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| edit_settings(ui, ed));
+        });
         if save {
             if let Err(e) = self.save() {
                 say(&format!("ERROR    settings not saved: {e}"));
@@ -833,20 +832,24 @@ impl App {
 }
 
 fn field(ui: &mut egui::Ui, label: &str, value: &mut String) -> egui::Response {
-    ui.label(label);
-    let r = ui.add(egui::TextEdit::singleline(value).desired_width(300.0));
+    // The label names the field for screen readers (AccessKit), as a form's label does.
+    let l = ui.label(label);
+    let r = ui
+        .add(egui::TextEdit::singleline(value).desired_width(300.0))
+        .labelled_by(l.id);
     ui.end_row();
     r
 }
 
 fn secret(ui: &mut egui::Ui, label: &str, value: &mut String, typed: &mut bool) {
-    ui.label(label);
+    let l = ui.label(label);
     if ui
         .add(
             egui::TextEdit::singleline(value)
                 .password(true)
                 .desired_width(300.0),
         )
+        .labelled_by(l.id)
         .changed()
     {
         *typed = true;
@@ -952,11 +955,14 @@ fn edit_settings(ui: &mut egui::Ui, ed: &mut Editor) {
     let mut remove = None;
     for (i, c) in ed.s.outbound.iter_mut().enumerate() {
         ui.horizontal(|ui| {
-            ui.add(egui::TextEdit::singleline(&mut c.context).desired_width(220.0));
-            ui.label("priority");
+            let l = ui.label("Context");
+            ui.add(egui::TextEdit::singleline(&mut c.context).desired_width(170.0))
+                .labelled_by(l.id);
+            let l = ui.label("priority");
             let mut p = c.priority.to_string();
             if ui
                 .add(egui::TextEdit::singleline(&mut p).desired_width(50.0))
+                .labelled_by(l.id)
                 .changed()
             {
                 c.priority = p.trim().parse().unwrap_or(c.priority);
@@ -1052,18 +1058,36 @@ impl eframe::App for App {
                 ctx.request_repaint_after(Duration::from_millis(500));
             }
         }
-        egui::CentralPanel::default().show(ui, |ui| self.main_window(ui));
-        self.popup_window(&ctx);
-        if !self.hidden {
-            // Kept (with what was typed) while the window is in the tray; shown with it again.
-            self.settings_window(&ctx);
+        // The settings page takes the window (kept, with what was typed, while the window is in
+        // the tray); the window grows to fit it and says so in its title.
+        let editing = self.editor.is_some();
+        if editing != self.sized_for_editor {
+            self.sized_for_editor = editing;
+            let (size, title) = if editing {
+                (SETTINGS_SIZE, "AstCTI Client settings")
+            } else {
+                (MAIN_SIZE, "AstCTI Client")
+            };
+            ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(size.into()));
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.into()));
         }
+        if editing {
+            self.settings_page(ui);
+        } else {
+            egui::CentralPanel::default().show(ui, |ui| self.main_window(ui));
+        }
+        self.popup_window(&ctx);
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.stop();
     }
 }
+
+/// The main window's size, and the size it grows to for the settings page (fits a 1366×768 laptop
+/// screen; the form scrolls, Save and Cancel stay in sight).
+const MAIN_SIZE: [f32; 2] = [400.0, 470.0];
+const SETTINGS_SIZE: [f32; 2] = [480.0, 640.0];
 
 /// Font files that cover Chinese, Japanese and Korean, in order of preference, where desktops put
 /// them (egui's own fonts have none of those glyphs: names would show as boxes).
@@ -1115,7 +1139,7 @@ pub fn main(shared: Shared, path: PathBuf, problem: Option<String>) -> i32 {
         viewport: egui::ViewportBuilder::default()
             .with_title("AstCTI Client")
             .with_app_id("astcti-client")
-            .with_inner_size([400.0, 470.0])
+            .with_inner_size(MAIN_SIZE)
             .with_position([20.0, 20.0]),
         ..Default::default()
     };
@@ -1172,6 +1196,7 @@ pub fn main(shared: Shared, path: PathBuf, problem: Option<String>) -> i32 {
                 message: String::new(),
                 focus_number: true,
                 editor: None,
+                sized_for_editor: false,
                 minimized: false,
                 tray,
                 tray_rx,
