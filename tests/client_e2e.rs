@@ -1786,6 +1786,14 @@ mod window {
             vec![expected_args(), expected_args()],
             "Open CRM page again launches the same"
         );
+        // The CRM program gone (uninstalled, moved): the window says the launch failed, in words.
+        std::fs::rename(&app, dir.join("crm-moved.sh")).unwrap();
+        a11y.press(find(&tree, PUSH_BUTTON, "Open CRM page again").unwrap());
+        client.expect("ERROR    ", 1, step);
+        a11y.until(APP, step, "the failed launch, in the window", |t| {
+            has_label(t, "Could not open the CRM page: ")
+        });
+        std::fs::rename(dir.join("crm-moved.sh"), &app).unwrap();
 
         // Dialling from the window: the number typed on the keyboard into the number box, Enter.
         let number = a11y.wait(APP, ENTRY, "Number to dial", step);
@@ -1809,6 +1817,17 @@ mod window {
                 && find(t, PUSH_BUTTON, "Dial").is_some_and(|b| !b.sensitive)
         });
         display.shot(&screens.join("window-dialled.png"));
+        // No call came of it (Asterisk here answers the Originate and nothing more): Dial comes back
+        // by itself after 30 s, and the window says why.
+        client.expect(
+            "WINDOW   Dial back: no call came of the last dial",
+            1,
+            Duration::from_secs(60),
+        );
+        a11y.until(APP, step, "Dial usable again, and why", |t| {
+            has_label(t, "No call came of the last dial within 30 s")
+                && find(t, PUSH_BUTTON, "Dial").is_some_and(|b| b.sensitive)
+        });
 
         // The settings page: NOOP every 1500 ms → 2500, saved into the original format.
         a11y.press(&a11y.wait(APP, PUSH_BUTTON, "Settings", step));
