@@ -274,6 +274,7 @@ fn reload(cli: &Options, running: &mut Config, server: &Server, limit: Option<u6
     a.keepalive = n.keepalive;
     a.login_timeout = n.login_timeout;
     a.originate_contexts = n.originate_contexts.clone();
+    a.originate_rate = n.originate_rate;
     a.client_queue_bytes = n.client_queue_bytes;
     a.client_write_timeout = n.client_write_timeout;
     a.max_clients = n.max_clients;

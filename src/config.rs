@@ -101,6 +101,8 @@ pub struct CtiConfig {
     pub login_timeout: Duration,
     /// Contexts agents may originate into; empty = any (as the original).
     pub originate_contexts: Vec<String>,
+    /// `CTI_ORIGINATE_PER_MINUTE`, `CTI_ORIGINATE_BURST`: ORIGs per agent.
+    pub originate_rate: crate::dialrate::DialLimits,
     /// `CTI_CLIENT_QUEUE_BYTES`: bytes queued for one client beyond which it is cut.
     pub client_queue_bytes: usize,
     /// `CTI_CLIENT_WRITE_TIMEOUT`: a write that makes no progress this long cuts the client.
@@ -177,6 +179,8 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "CTI_MAX_CLIENTS",
             "CTI_LOGIN_TIMEOUT",
             "CTI_ORIGINATE_CONTEXTS",
+            "CTI_ORIGINATE_PER_MINUTE",
+            "CTI_ORIGINATE_BURST",
             "CTI_CLIENT_QUEUE_BYTES",
             "CTI_CLIENT_WRITE_TIMEOUT",
             "CTI_MAX_PENDING",

@@ -1,6 +1,6 @@
 //! astcti-server: a drop-in replacement for the original AstCTIServer (see `docs/`).
 //!
-//! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `cti::outq`, `registry`, `admission`, `throttle`, `netlist`,
+//! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `cti::outq`, `registry`, `admission`, `throttle`, `dialrate`, `netlist`,
 //! `ami::frame`, `ami::event`, `ami::session`, `calls`, `route`, `replay` (the capture logic).
 //! Shell (threads, sockets, database): `app`, `server`, `listener`, `cti::worker`, `dispatcher`,
 //! `ami::link`, `store`, `logging`, `fdlimit`, `stats`, `offline`.
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod cti;
+pub mod dialrate;
 pub mod dispatcher;
 pub mod fdlimit;
 pub mod listener;

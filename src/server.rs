@@ -172,6 +172,7 @@ impl Server {
             counters,
             settings: settings.clone(),
             throttle: throttle.clone(),
+            dial_rate: Arc::default(),
         };
         // The one thread that retries clients whose socket was full (Unix; part of the baseline).
         crate::cti::outq::start_flusher();

@@ -147,6 +147,66 @@ fn orig_from_a_logged_in_client_reaches_asterisk() {
     assert!(server.wait_log("Originate successfully queued", Duration::from_secs(5)));
 }
 
+/// An agent's client (or whoever has its password) sends 5,000 ORIGs in one write, and numbers
+/// holding dialplan syntax: only the agent's burst (`CTI_ORIGINATE_BURST`, 5 by default) becomes
+/// calls on the PBX, every ORIG is answered `100 OK` (the original client logs out on a 101), and
+/// the refusals are one log line and a summary, not 4,995.
+#[test]
+fn an_orig_flood_puts_only_the_agents_burst_on_the_pbx_and_dialplan_syntax_nothing() {
+    let r = replay("asterisk-1.4/synthetic-demo100.ami");
+    let (user, probe) = (unique("flood"), unique("probe"));
+    let (ext, probe_ext) = (unique("SIP/"), unique("SIP/"));
+    let secret = add_agent(&user, "pw", Some(&ext), None);
+    let probe_secret = add_agent(&probe, "pw", Some(&probe_ext), None);
+    let server = Server::start_with(Options {
+        manager_port: Some(r.addr().port()),
+        ..Options::default()
+    });
+    assert!(server.wait_log("logged in to Asterisk", Duration::from_secs(10)));
+    let mut c = server.login(&user, &secret);
+    let mut flood = String::new();
+    for bad in [
+        "202&SIP/trunk/0090|astctidemo|1",
+        "202,,tTL(1)|astctidemo|1",
+        "${SHELL(id)}|astctidemo|1",
+        "202|from-trunk,s|1",
+    ] {
+        flood.push_str(&format!("ORIG {bad}\n"));
+    }
+    for i in 0..5000 {
+        flood.push_str(&format!("ORIG 9{i:04}|astctidemo|1\n"));
+    }
+    c.send(&flood);
+    c.expect("100 OK\n".repeat(5004).as_bytes());
+    // Another agent's ORIG after all of those were answered: once it reaches Asterisk, everything
+    // the flood let through has (one dispatcher, one AMI connection, in order).
+    let mut p = server.login(&probe, &probe_secret);
+    p.send("ORIG 777|astctidemo|1\n");
+    p.expect(b"100 OK\n");
+    assert!(r.wait_for(Duration::from_secs(10), |s| s
+        .actions_named("Originate")
+        .iter()
+        .any(|a| a.get("Exten") == Some("777"))));
+    let stats = r.stats();
+    let origs: Vec<_> = stats
+        .actions_named("Originate")
+        .into_iter()
+        .filter(|a| a.get("Channel") == Some(ext.as_str()))
+        .map(|a| a.get("Exten").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(origs, ["90000", "90001", "90002", "90003", "90004"]);
+    let log = server.stderr_text();
+    assert!(log.contains("exten contains \"&\""), "{log}");
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("CTI_ORIGINATE_PER_MINUTE"))
+        .count();
+    assert!(
+        (1..=3).contains(&refusals),
+        "{refusals} log lines for the refusals"
+    );
+}
+
 #[test]
 fn ami_replay_binary_serves_a_capture_and_refuses_non_loopback() {
     let bin = env!("CARGO_BIN_EXE_ami-replay");

@@ -275,9 +275,15 @@ impl Session {
 
     /// An agent's `ORIG` (docs/ORIGINAL.md §5.5): Channel and Callerid are the agent's EXT.
     pub fn originate(&mut self, ext: &str, request: &OrigRequest) -> Vec<Out> {
+        // The EXT comes from the database (anyone who can write the `cti` table): escaped, as
+        // every value in a log line.
+        let e = crate::logging::escape;
         let what = format!(
-            "{ext} -> {}@{} priority {}",
-            request.exten, request.context, request.priority
+            "{} -> {}@{} priority {}",
+            e(ext),
+            e(&request.exten),
+            e(&request.context),
+            e(&request.priority)
         );
         if !self.logged_in() {
             return vec![Out::Warn(format!(
@@ -353,18 +359,89 @@ impl Session {
 }
 
 /// The option names whose values `--dumpconfig` never shows (`secret=`, `password=`, …).
-const SECRET_OPTIONS: [&str; 5] = ["secret", "password", "md5secret", "auth", "remotesecret"];
+const SECRET_OPTIONS: [&str; 8] = [
+    "secret",
+    "password",
+    "md5secret",
+    "md5_cred",
+    "auth",
+    "remotesecret",
+    "dbsecret",
+    "outboundproxy_password",
+];
+
+/// A configuration line's `key=value` with every secret in it replaced by `********`, or None when
+/// it holds none: a secret option's whole value; a password in a user part anywhere in the value
+/// (`register => user:secret@host`, `sip:user:secret@host`, `Dial(IAX2/user:secret@host/…)`); the
+/// code of a dialplan `Authenticate(…)` / `VMAuthenticate(…)`.
+pub fn mask_config_value(v: &str) -> Option<String> {
+    let (key, value) = v.split_once('=')?;
+    let k = key.trim().to_ascii_lowercase();
+    if SECRET_OPTIONS.contains(&k.as_str()) {
+        return Some(format!("{key}=********"));
+    }
+    let masked = mask_authenticate(&mask_userinfo(value));
+    (masked != value).then(|| format!("{key}={masked}"))
+}
+
+/// Characters that end a URI's user part when looking back from its `@`.
+fn ends_userinfo(c: char) -> bool {
+    c.is_whitespace() || "@/,;()<>|'\"=&".contains(c)
+}
+
+/// `user:secret@` → `user:********@`, with or without a URI scheme (`sip:`, `sips:`, `iax2:` …).
+fn mask_userinfo(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('@') {
+        let before = &rest[..at];
+        // The user part: back from the `@` to the first character that cannot be in it.
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| ends_userinfo(c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        let info = &before[start..];
+        let lower = info.to_ascii_lowercase();
+        let scheme = ["sips:", "sip:", "iax2:", "iax:", "h323:", "pjsip:"]
+            .iter()
+            .find(|s| lower.starts_with(*s))
+            .map_or(0, |s| s.len());
+        out.push_str(&before[..start]);
+        match info[scheme..].find(':') {
+            Some(colon) => {
+                out.push_str(&info[..scheme + colon + 1]);
+                out.push_str("********");
+            }
+            None => out.push_str(info),
+        }
+        out.push('@');
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `Authenticate(1234,…)` and `VMAuthenticate(…)` → the code as `********`.
+fn mask_authenticate(value: &str) -> String {
+    let lower = value.to_ascii_lowercase();
+    let Some(i) = lower.find("authenticate(") else {
+        return value.to_string();
+    };
+    let open = i + "authenticate(".len();
+    let end = value[open..]
+        .find([',', ')'])
+        .map_or(value.len(), |e| open + e);
+    if end == open {
+        return value.to_string();
+    }
+    format!("{}********{}", &value[..open], &value[end..])
+}
 
 /// A `GetConfig` answer with every secret value replaced by `********` (its `Line-…: key=value`
-/// lines, any case, spaces around `=` allowed).
+/// lines, any case, spaces around `=` allowed): [`mask_config_value`].
 pub fn mask_secrets(frame: &Frame) -> Frame {
-    frame.map_values(|_, v| {
-        let (key, _) = v.split_once('=')?;
-        let k = key.trim().to_ascii_lowercase();
-        SECRET_OPTIONS
-            .contains(&k.as_str())
-            .then(|| format!("{key}=********"))
-    })
+    frame.map_values(|_, v| mask_config_value(v))
 }
 
 /// Raw AMI text for the DebugSocket trace, with the same secrets masked line by line (a
@@ -375,20 +452,16 @@ pub fn mask_trace(text: &str) -> String {
             let Some((head, value)) = line.split_once(": ") else {
                 return line.to_string();
             };
-            match value.split_once('=') {
-                Some((key, _))
-                    if SECRET_OPTIONS.contains(&key.trim().to_ascii_lowercase().as_str()) =>
-                {
-                    let end = if line.ends_with("\r\n") {
-                        "\r\n"
-                    } else if line.ends_with('\n') {
-                        "\n"
-                    } else {
-                        ""
-                    };
-                    format!("{head}: {key}=********{end}")
-                }
-                _ => line.to_string(),
+            let end = if line.ends_with("\r\n") {
+                "\r\n"
+            } else if line.ends_with('\n') {
+                "\n"
+            } else {
+                ""
+            };
+            match mask_config_value(value.trim_end_matches(['\r', '\n'])) {
+                Some(masked) => format!("{head}: {masked}{end}"),
+                None => line.to_string(),
             }
         })
         .collect()

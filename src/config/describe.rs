@@ -12,6 +12,8 @@ pub const RELOADABLE: &[&str] = &[
     "CTI_CLIENT_KEEPALIVE",
     "CTI_LOGIN_TIMEOUT",
     "CTI_ORIGINATE_CONTEXTS",
+    "CTI_ORIGINATE_PER_MINUTE",
+    "CTI_ORIGINATE_BURST",
     "CTI_CLIENT_QUEUE_BYTES",
     "CTI_CLIENT_WRITE_TIMEOUT",
     "CTI_MAX_CLIENTS",
@@ -121,6 +123,16 @@ impl Config {
             e("ctiserver", "CTI_MAX_CLIENTS", c.max_clients.to_string()),
             e("ctiserver", "CTI_LOGIN_TIMEOUT", s(c.login_timeout)),
             e("ctiserver", "CTI_ORIGINATE_CONTEXTS", contexts),
+            e(
+                "ctiserver",
+                "CTI_ORIGINATE_PER_MINUTE",
+                c.originate_rate.per_minute.to_string(),
+            ),
+            e(
+                "ctiserver",
+                "CTI_ORIGINATE_BURST",
+                c.originate_rate.burst.to_string(),
+            ),
             e(
                 "ctiserver",
                 "CTI_CLIENT_QUEUE_BYTES",

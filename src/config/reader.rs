@@ -390,6 +390,16 @@ impl<'a> Reader<'a> {
             max_clients: self.int("ctiserver", "CTI_MAX_CLIENTS", Some(2000), 1, 100_000)? as usize,
             login_timeout: self.secs("ctiserver", "CTI_LOGIN_TIMEOUT", 30, 1)?,
             originate_contexts: self.list("ctiserver", "CTI_ORIGINATE_CONTEXTS"),
+            originate_rate: crate::dialrate::DialLimits {
+                per_minute: self.int(
+                    "ctiserver",
+                    "CTI_ORIGINATE_PER_MINUTE",
+                    Some(60),
+                    1,
+                    60_000,
+                )? as u32,
+                burst: self.int("ctiserver", "CTI_ORIGINATE_BURST", Some(5), 1, 10_000)? as u32,
+            },
             client_queue_bytes: self.int(
                 "ctiserver",
                 "CTI_CLIENT_QUEUE_BYTES",

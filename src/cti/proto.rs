@@ -173,8 +173,33 @@ pub fn parse_orig(params: &str) -> Result<OrigRequest, OrigError> {
         if value.chars().any(|c| c.is_control()) {
             return Err(OrigError::Refused(format!("control character in {name}")));
         }
+        // What a dialplan extension, context or priority can be, and nothing that the dialplan
+        // reading `${EXTEN}` would take for syntax: `&` (another channel for Dial), `,` (another
+        // argument), `(` `$` `{` (functions and variables), `@` `/` `:` (another host, technology
+        // or URI), blanks, quotes.
+        if let Some(bad) = value.chars().find(|&c| !orig_char_allowed(name, c)) {
+            return Err(OrigError::Refused(format!(
+                "{name} contains {}: {}",
+                crate::logging::quote(&bad.to_string()),
+                match name {
+                    "exten" => "only digits, letters and * # + - . are dialled",
+                    "context" => "a context is letters, digits and - _ .",
+                    _ => "a priority is a number or a label of letters, digits and - _",
+                }
+            )));
+        }
     }
     Ok(req)
+}
+
+/// The characters ORIG's `exten`, `context` and `priority` may hold (ASCII only).
+fn orig_char_allowed(field: &str, c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || match field {
+            "exten" => matches!(c, '*' | '#' | '+' | '-' | '.'),
+            "context" => matches!(c, '-' | '_' | '.'),
+            _ => matches!(c, '-' | '_'),
+        }
 }
 
 #[cfg(test)]
@@ -281,5 +306,39 @@ mod tests {
         ));
         let max = "9".repeat(MAX_ORIG_FIELD);
         assert!(parse_orig(&format!("{max}|ctx|1")).is_ok());
+    }
+
+    /// Dialplan syntax in a number (issue 22): another channel for Dial, more Dial options, a
+    /// function, a variable, another host, blanks — refused, saying which character and why.
+    #[test]
+    fn orig_refuses_dialplan_syntax_and_names_the_character() {
+        for (bad, why) in [
+            ("202&SIP/trunk/0090|astctidemo|1", "exten contains \"&\""),
+            ("202,,tTL(1)|astctidemo|1", "exten contains \",\""),
+            ("${SHELL(id)}|astctidemo|1", "exten contains \"$\""),
+            ("{EXTEN}|astctidemo|1", "exten contains \"{\""),
+            ("202@evil.example|astctidemo|1", "exten contains \"@\""),
+            ("sip:202|astctidemo|1", "exten contains \":\""),
+            ("02 15|astctidemo|1", "exten contains \" \""),
+            ("202|from-trunk,s|1", "context contains \",\""),
+            ("202|ctx(x)|1", "context contains \"(\""),
+            ("202|astctidemo|1,2", "priority contains \",\""),
+            ("202|astctidemo|n+1", "priority contains \"+\""),
+            ("20\u{e9}|astctidemo|1", "exten contains \"\u{e9}\""),
+        ] {
+            match parse_orig(bad) {
+                Err(OrigError::Refused(r)) => assert!(r.starts_with(why), "{bad:?}: {r}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        for good in [
+            "0215552001|astctidemo|1",
+            "+390215552001|from-internal|1",
+            "*72|astcti_demo.v2|start",
+            "#31#555-1234|a-b|my_label",
+            "john.doe|default|1",
+        ] {
+            assert!(parse_orig(good).is_ok(), "{good:?}");
+        }
     }
 }

@@ -26,6 +26,11 @@ pub trait Env {
     fn note(&mut self, message: &str);
     /// Logs something routine (unknown commands), at debug level.
     fn debug(&mut self, _message: &str) {}
+    /// Takes one ORIG from the agent's rate (`CTI_ORIGINATE_PER_MINUTE`, `CTI_ORIGINATE_BURST`);
+    /// false when it is used up.
+    fn orig_allowed(&mut self, _username: &str) -> bool {
+        true
+    }
     /// Refuses a login before any lookup (password guessing): the reason, or None to go ahead.
     fn throttled(&mut self, _username: &str) -> Option<String> {
         None
@@ -264,6 +269,15 @@ impl Session {
         match &self.state {
             State::Authenticated { ext, username } => {
                 let ext = ext.clone();
+                if !env.orig_allowed(username) {
+                    // The same words every time, so that the connection's summary folds them.
+                    env.note(&format!(
+                        "ORIG by {} refused: faster than CTI_ORIGINATE_PER_MINUTE and \
+                         CTI_ORIGINATE_BURST allow; nothing sent to Asterisk",
+                        q(username)
+                    ));
+                    return Step::reply(proto::OK);
+                }
                 env.audit(&format!(
                     "event=originate user={} ext={} number={} context={} priority={}",
                     q(username),

@@ -70,6 +70,8 @@ pub struct ClientSettings {
     pub login_timeout: Duration,
     pub keepalive: u32,
     pub originate_contexts: Vec<String>,
+    /// `CTI_ORIGINATE_PER_MINUTE`, `CTI_ORIGINATE_BURST`.
+    pub originate_rate: crate::dialrate::DialLimits,
     pub queue_bytes: usize,
     pub write_timeout: Duration,
     /// `CTI_MAX_CLIENTS` in force (for log lines).
@@ -85,6 +87,7 @@ impl ClientSettings {
             login_timeout: c.login_timeout,
             keepalive: c.keepalive,
             originate_contexts: c.originate_contexts.clone(),
+            originate_rate: c.originate_rate,
             queue_bytes: c.client_queue_bytes,
             write_timeout: c.client_write_timeout,
             max_clients: c.max_clients,
@@ -105,6 +108,8 @@ pub struct WorkerContext {
     pub counters: Arc<Counters>,
     pub settings: SharedSettings,
     pub throttle: Arc<Throttle>,
+    /// ORIGs per agent, across the agent's connections.
+    pub dial_rate: Arc<crate::dialrate::DialRate>,
 }
 
 impl WorkerContext {
@@ -229,6 +234,11 @@ impl Env for WorkerEnv<'_> {
 
     fn debug(&mut self, message: &str) {
         log::debug!("client-{}: {message}", self.id);
+    }
+
+    fn orig_allowed(&mut self, username: &str) -> bool {
+        let limits = self.ctx.settings().originate_rate;
+        self.ctx.dial_rate.allow(username, limits, Instant::now())
     }
 
     fn throttled(&mut self, username: &str) -> Option<String> {

@@ -346,3 +346,92 @@ fn the_ami_trace_masks_secrets_too() {
     assert!(t.contains("Line-000001-000001: secret=********\r\n"), "{t}");
     assert!(t.contains("type=peer"));
 }
+
+#[test]
+fn dumpconfig_masks_every_form_of_secret() {
+    let cases = [
+        (
+            "register=1234:s3cret@sip.provider.example/1234",
+            "1234:********@sip.provider.example/1234",
+        ),
+        (
+            "register=user@domain:s3cret:authuser@host",
+            "user@domain:********@host",
+        ),
+        ("md5_cred=0123456789abcdef", "md5_cred=********"),
+        (
+            "client_uri=sip:user:s3cret@host:5060",
+            "client_uri=sip:user:********@host:5060",
+        ),
+        (
+            "outbound_proxy=sips:bob:s3cret@proxy",
+            "outbound_proxy=sips:bob:********@proxy",
+        ),
+        (
+            "exten=_X.,1,Dial(IAX2/user:s3cret@host/${EXTEN})",
+            "Dial(IAX2/user:********@host/${EXTEN})",
+        ),
+        (
+            "exten=1,1,Authenticate(s3cret,a)",
+            "Authenticate(********,a)",
+        ),
+        (
+            "exten=2,1,VMAuthenticate(s3cret)",
+            "VMAuthenticate(********)",
+        ),
+    ];
+    for (line, want) in cases {
+        let masked = mask_config_value(line).unwrap_or_else(|| panic!("{line}: not masked"));
+        assert!(
+            !masked.contains("s3cret") && !masked.contains("0123456789"),
+            "{masked}"
+        );
+        assert!(masked.contains(want), "{line} -> {masked}");
+    }
+    for plain in [
+        "exten=_X.,1,Dial(PJSIP/${EXTEN}@trunk)",
+        "client_uri=sip:201@pbx.example",
+        "contact=sip:201@192.0.2.1:5060",
+        "type=endpoint",
+        "callerid=\"Caller\" <201>",
+    ] {
+        assert_eq!(mask_config_value(plain), None, "{plain}");
+    }
+    let raw = "Line-000001-000001: register=1234:s3cret@host\r\nLine-000001-000002: type=peer\r\n";
+    let t = mask_trace(raw);
+    assert_eq!(
+        t,
+        "Line-000001-000001: register=1234:********@host\r\nLine-000001-000002: type=peer\r\n"
+    );
+}
+
+#[test]
+fn an_ext_with_a_line_break_cannot_forge_a_log_line_through_originate() {
+    let (mut s, _) = logged_in(false, "1.0");
+    s.on_item(Item::Frame(f(&[
+        ("Response", "Success"),
+        ("ActionID", "astcti-login-3"),
+    ])));
+    let request = OrigRequest {
+        exten: "202".into(),
+        context: "astctidemo".into(),
+        priority: "1".into(),
+    };
+    let out = s.originate("SIP/201\r\n2026-01-01 00:00:00 - INFO  : forged", &request);
+    let warned: Vec<&String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Warn(w) | Out::Info(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert!(!warned.is_empty(), "{out:?}");
+    for w in warned {
+        assert!(!w.contains('\n') && !w.contains('\r'), "{w:?}");
+        assert!(w.contains("SIP/201\\r\\n2026"), "escaped: {w}");
+    }
+    assert!(
+        sent(&out).is_empty(),
+        "a CR/LF in the EXT never reaches Asterisk"
+    );
+}

@@ -9,6 +9,8 @@ struct Fake {
     notes: Vec<String>,
     db_down: bool,
     auth_calls: usize,
+    /// ORIGs the agent's rate still allows (None: no limit).
+    dials_left: Option<usize>,
 }
 
 impl Env for Fake {
@@ -48,6 +50,16 @@ impl Env for Fake {
     }
     fn note(&mut self, message: &str) {
         self.notes.push(message.into());
+    }
+    fn orig_allowed(&mut self, _username: &str) -> bool {
+        match self.dials_left.as_mut() {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
     }
 }
 
@@ -274,4 +286,39 @@ fn orig_outside_the_allowed_contexts_is_refused_with_100_ok() {
         .any(|n| n.contains("CTI_ORIGINATE_CONTEXTS")));
     assert_eq!(run(&mut s, &mut env, "ORIG 202|astctidemo|1"), Some(OK));
     assert_eq!(env.originated.len(), 1);
+}
+
+#[test]
+fn orig_beyond_the_agents_rate_is_refused_with_100_ok_and_the_same_words() {
+    let mut env = Fake {
+        dials_left: Some(2),
+        ..Fake::default()
+    };
+    let mut s = login(&mut env);
+    for _ in 0..5 {
+        assert_eq!(run(&mut s, &mut env, "ORIG 202|astctidemo|1"), Some(OK));
+    }
+    assert_eq!(env.originated.len(), 2);
+    let refused: Vec<&String> = env
+        .notes
+        .iter()
+        .filter(|n| n.contains("CTI_ORIGINATE_PER_MINUTE"))
+        .collect();
+    assert_eq!(refused.len(), 3);
+    assert!(refused.iter().all(|n| *n == refused[0]), "{refused:?}");
+}
+
+#[test]
+fn orig_with_dialplan_syntax_is_refused_with_100_ok() {
+    let mut env = Fake::default();
+    let mut s = login(&mut env);
+    for bad in [
+        "ORIG 202&SIP/trunk/0090|astctidemo|1",
+        "ORIG 202,,tTL(1)|astctidemo|1",
+        "ORIG ${SHELL(id)}|astctidemo|1",
+    ] {
+        assert_eq!(run(&mut s, &mut env, bad), Some(OK), "{bad}");
+    }
+    assert!(env.originated.is_empty());
+    assert_eq!(env.notes.len(), 3, "{:?}", env.notes);
 }
