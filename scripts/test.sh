@@ -113,7 +113,7 @@ demo_against_an_asterisk() {
 echo "== cargo test"
 cargo_test() {
   set -o pipefail
-  cargo test --locked --no-fail-fast --features gui "$@" 2>&1 | tee "$log"
+  cargo test --locked --no-fail-fast --features gui,failpoints "$@" 2>&1 | tee "$log"
 }
 cargo_ok=yes
 t0=$SECONDS

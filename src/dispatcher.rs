@@ -104,6 +104,7 @@ impl Dispatcher {
                 ext,
                 reply,
             } => {
+                crate::vital::failpoint("dispatcher-register");
                 let ok =
                     self.clients.contains_key(&id) && self.registry.register(id, &username, &ext);
                 if ok {

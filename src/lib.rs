@@ -3,7 +3,7 @@
 //! Pure core: `config`, `cli`, `cti::proto`, `cti::session`, `cti::outq`, `registry`, `admission`, `throttle`, `dialrate`, `netlist`,
 //! `ami::frame`, `ami::event`, `ami::session`, `calls`, `route`, `replay` (the capture logic).
 //! Shell (threads, sockets, database): `app`, `server`, `listener`, `cti::worker`, `dispatcher`,
-//! `ami::link`, `store`, `logging`, `fdlimit`, `stats`, `offline`.
+//! `ami::link`, `store`, `logging`, `fdlimit`, `stats`, `offline`, `vital`.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -30,3 +30,4 @@ pub mod signals;
 pub mod stats;
 pub mod store;
 pub mod throttle;
+pub mod vital;

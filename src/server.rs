@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
@@ -47,11 +47,9 @@ pub struct Server {
     listener: JoinHandle<()>,
 }
 
+/// Every thread started here is one of a kind: its death ends the process ([`crate::vital`]).
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {
-    thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map_err(|e| format!("cannot start thread {name}: {e}"))
+    crate::vital::spawn(name, f)
 }
 
 fn recorder(mut file: File, rx: Receiver<Vec<u8>>) {

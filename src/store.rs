@@ -334,10 +334,10 @@ pub fn start_logins(
     for n in 1..=threads {
         let (rx, store, health, counters) =
             (rx.clone(), store.clone(), health.clone(), counters.clone());
-        let h = std::thread::Builder::new()
-            .name(format!("db-{n}"))
-            .spawn(move || login_thread(rx, store.as_ref(), &health, &counters))
-            .map_err(|e| format!("cannot start thread db-{n}: {e}"))?;
+        // A dead login thread would leave logins waiting on a smaller pool: it ends the process.
+        let h = crate::vital::spawn(&format!("db-{n}"), move || {
+            login_thread(rx, store.as_ref(), &health, &counters)
+        })?;
         handles.push(h);
     }
     Ok((

@@ -199,3 +199,38 @@ fn a_file_saved_as_latin1_says_to_save_it_as_utf8() {
     assert!(err.contains("not UTF-8: save it as UTF-8"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A one-of-a-kind thread that dies (here the dispatcher, killed by a test-only failpoint when an
+/// agent logs in) ends the process with status 70 and a line saying so, instead of leaving a
+/// server that accepts connections and pops nothing: the unit's `Restart=on-failure` starts it
+/// again.
+#[test]
+fn a_dead_dispatcher_ends_the_process_so_that_the_service_manager_restarts_it() {
+    let mut server = Server::start_with(Options {
+        env: vec![("ASTCTI_FAILPOINT", "dispatcher-register".into())],
+        ..Options::default()
+    });
+    let user = unique("vital");
+    let row = add_agent(&user, "pw", Some(&unique("SIP/")), None);
+    let mut c = server.connect();
+    c.expect(b"100 CTISERVER WELCOME\n");
+    c.send(&format!("USER {user}\nPASS {}\n", row.secret));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running: {}",
+            server.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(70), "{}", server.stderr_text());
+    assert!(
+        server.wait_log("thread dispatcher died", Duration::from_secs(5)),
+        "{}",
+        server.stderr_text()
+    );
+}
