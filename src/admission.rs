@@ -131,6 +131,17 @@ impl<H> Admission<H> {
         }
     }
 
+    /// Every connection that has not logged in, to be closed (the server is stopping): they count
+    /// as evicted until their threads end.
+    pub fn take_all_pending(&mut self) -> Vec<H> {
+        let ids: Vec<ClientId> = self.pending.keys().copied().collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            self.evict(id, &mut out);
+        }
+        out
+    }
+
     /// `id`'s thread ended: its slot is free. False (and nothing changes) if `id` holds none.
     pub fn release(&mut self, id: ClientId) -> bool {
         let held = self.take_pending(id).is_some()
@@ -188,6 +199,17 @@ impl Slots {
         self.lock().release(id);
     }
 
+    /// Shuts down every connection that has not logged in (the server is stopping: a connection
+    /// that was accepted as the dispatcher closed the others would otherwise wait for its login
+    /// timeout). How many.
+    pub fn close_pending(&self) -> usize {
+        let socks = self.lock().take_all_pending();
+        for s in &socks {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        socks.len()
+    }
+
     /// (active connections, pending connections).
     pub fn counts(&self) -> (usize, usize) {
         let g = self.lock();
@@ -222,6 +244,28 @@ mod tests {
         // The evicted thread ends later; its release frees its live slot.
         assert!(a.release(1));
         assert_eq!(a.active(), 3);
+    }
+
+    #[test]
+    fn stopping_takes_every_pending_connection_and_no_agent() {
+        let mut a = adm(100, 100, 100);
+        for id in 1..=4 {
+            a.admit(id, A, id);
+        }
+        a.logged_in(2);
+        let mut taken = a.take_all_pending();
+        taken.sort_unstable();
+        assert_eq!(
+            taken,
+            vec![1, 3, 4],
+            "the agent (2) is the dispatcher's to close"
+        );
+        assert_eq!(a.pending(), 0);
+        assert!(a.take_all_pending().is_empty());
+        for id in 1..=4 {
+            assert!(a.release(id), "{id}: its thread's end frees its slot");
+        }
+        assert_eq!(a.active(), 0);
     }
 
     #[test]

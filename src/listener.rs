@@ -4,8 +4,9 @@
 //! Shell. Each accepted socket is admitted or refused by [`Slots`]: admitting may close older pending
 //! connections (counted; logged at most once per [`Throttle`] window with the number since), a
 //! refusal closes the new one at once, without the welcome line. Stopping: the server sets the stop
-//! flag and connects to the listening address to wake `accept`; the loop then joins every client
-//! thread it started (the dispatcher has closed their sockets by then).
+//! flag and connects to the listening address to wake `accept`; the loop then closes the connections
+//! that have not logged in and joins every client thread it started (the dispatcher closes the
+//! agents' sockets).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,9 +104,13 @@ pub fn run(listener: TcpListener, ctx: WorkerContext, stop: Arc<AtomicBool>) {
         }
     }
     drop(listener);
+    // The dispatcher closes the agents' connections; those not logged in yet are closed here (one
+    // accepted as the dispatcher stopped is not known to it, and would wait for its login timeout).
+    let pending = ctx.slots.close_pending();
     clients.retain(|h| !h.is_finished());
     log::info!(
-        "listener stopped ({} connections refused at the limit); waiting for {} clients",
+        "listener stopped ({} connections refused at the limit); {pending} not logged in closed; \
+         waiting for {} clients",
         ctx.counters.refused.load(Ordering::Relaxed),
         clients.len()
     );

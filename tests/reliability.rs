@@ -678,3 +678,63 @@ fn a_thousand_agents_get_exactly_their_notifications_of_100_full_speed_bursts() 
     );
     assert!(!log.contains("frames dropped"), "no AMI frame was lost");
 }
+
+/// `systemctl restart` under a full house: 1,000 agents logged in and 100 connections that have
+/// just connected (their accept still reaching the dispatcher as SIGTERM comes) — the server
+/// exits 0 within 2 s and every connection is closed; none waits for its login timeout (30 s).
+#[test]
+fn sigterm_under_1000_agents_and_100_new_connections_exits_within_2_s() {
+    let _one = one_burst_at_a_time();
+    let secret = format!("{:x}", md5::compute(b"term"));
+    let tag = unique("t");
+    let users: Vec<String> = (0..1000).map(|i| format!("{tag}_{i}")).collect();
+    let values: Vec<String> = users
+        .iter()
+        .map(|u| format!("('{u}', '{secret}', NULL, 'SIP/{u}')"))
+        .collect();
+    admin()
+        .query_drop(format!(
+            "INSERT INTO cti (USERNAME, SECRET, HOST, EXT) VALUES {}",
+            values.join(",")
+        ))
+        .unwrap();
+    let _rows = BurstRows(tag.clone());
+    let mut server = Server::start_with(Options {
+        ctiserver: vec![("CTI_MAX_PENDING_PER_IP", "1000".into())],
+        ..Options::default()
+    });
+    let mut agents: Vec<Client> = users.iter().map(|u| server.login(u, &secret)).collect();
+    // The newcomers: connected, most not yet welcomed, as SIGTERM arrives.
+    let mut newcomers: Vec<Client> = (0..100).map(|_| server.connect()).collect();
+    let start = Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit(Duration::from_secs(30));
+    let took = start.elapsed();
+    let status = status.unwrap_or_else(|| panic!("still running after 30 s"));
+    assert_eq!(status.code(), Some(0), "{}", server.stderr_text());
+    assert!(
+        took < Duration::from_secs(2),
+        "SIGTERM took {took:?} (the service would be down that long)"
+    );
+    for c in agents.iter_mut() {
+        assert!(c.closed_within(Duration::from_secs(2)));
+    }
+    // A newcomer got the welcome line or nothing, then the end of the connection.
+    for c in newcomers.iter_mut() {
+        c.sock
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut got = Vec::new();
+        let read = c.sock.read_to_end(&mut got);
+        assert!(
+            read.is_ok() || got.is_empty(),
+            "not closed: {read:?} after {got:?}"
+        );
+        assert!(
+            got.is_empty() || got == b"100 CTISERVER WELCOME\n",
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    println!("SIGTERM with 1,000 agents and 100 new connections: exited in {took:?}");
+}
