@@ -116,7 +116,15 @@ pub struct Tracker {
     now: u64,
     /// Channel name → Uniqueid of the live leg with that name (`AgentCalled` names channels only).
     by_channel: HashMap<String, String>,
+    /// `MANAGER_MAX_LEGS` (0: [`DEFAULT_MAX_LEGS`]).
+    max_legs: usize,
+    /// Legs hung up because more than `max_legs` were known (the oldest first), counted.
+    pub evicted: u64,
 }
+
+/// `MANAGER_MAX_LEGS` by default: far above the channels of any PBX this serves (a leg costs about
+/// 1.5 KB here), far below what a flood of never-ending channels would otherwise hold.
+pub const DEFAULT_MAX_LEGS: usize = 20_000;
 
 /// A channel list that has not completed after this many seconds is given up (an Asterisk that
 /// refused the list action): its legs are kept as they are.
@@ -145,6 +153,41 @@ impl Tracker {
         self.by_channel.clear();
         self.resync = None;
         self.ended_while_listing = None;
+    }
+
+    /// `MANAGER_MAX_LEGS`: the most legs known at once.
+    pub fn set_max_legs(&mut self, max: usize) {
+        self.max_legs = max;
+    }
+
+    fn max_legs(&self) -> usize {
+        if self.max_legs == 0 {
+            DEFAULT_MAX_LEGS
+        } else {
+            self.max_legs
+        }
+    }
+
+    /// More than `max_legs` legs: the oldest (by their last event) are hung up, a hundredth of
+    /// the bound at a time so that a flood costs one sort per hundredth, not one per event.
+    fn bound_legs(&mut self, out: &mut Vec<Notification>) {
+        let max = self.max_legs();
+        if self.legs.len() <= max {
+            return;
+        }
+        let target = max - max / 100;
+        let n = self.legs.len() - target;
+        let mut ages: Vec<(u64, String)> = self
+            .legs
+            .values()
+            .map(|l| (l.seen, l.uid.clone()))
+            .collect();
+        ages.select_nth_unstable(n - 1);
+        ages.truncate(n);
+        for (_, uid) in &ages {
+            self.hangup(uid, out);
+        }
+        self.evicted += n as u64;
     }
 
     /// The clock for the legs' ages, in seconds.
@@ -239,6 +282,12 @@ impl Tracker {
     }
 
     pub fn apply(&mut self, event: Event) -> Vec<Notification> {
+        let mut out = self.apply_event(event);
+        self.bound_legs(&mut out);
+        out
+    }
+
+    fn apply_event(&mut self, event: Event) -> Vec<Notification> {
         let mut out = Vec::new();
         for uid in event.uids().into_iter().flatten() {
             if let Some(leg) = self.legs.get_mut(uid) {

@@ -86,6 +86,8 @@ pub struct ManagerConfig {
     pub queue_bytes: usize,
     /// `MANAGER_LEG_MAX_AGE`: a leg with no event for this long is dropped.
     pub leg_max_age: Duration,
+    /// `MANAGER_MAX_LEGS`: the most call legs known at once (the oldest go first).
+    pub max_legs: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +169,7 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "MANAGER_PASS",
             "MANAGER_QUEUE_BYTES",
             "MANAGER_LEG_MAX_AGE",
+            "MANAGER_MAX_LEGS",
         ],
     ),
     (

@@ -45,6 +45,8 @@ pub struct Stats {
 pub struct Settings {
     /// `MANAGER_LEG_MAX_AGE` in seconds.
     pub leg_max_age: u64,
+    /// `MANAGER_MAX_LEGS`.
+    pub max_legs: usize,
     /// `STATS_INTERVAL`; zero = no statistics line.
     pub stats_interval: Duration,
 }
@@ -56,6 +58,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             leg_max_age: 86_400,
+            max_legs: crate::calls::DEFAULT_MAX_LEGS,
             stats_interval: Duration::ZERO,
         }
     }
@@ -70,6 +73,8 @@ pub struct Dispatcher {
     ami_commands: Sender<AmiCommand>,
     ami_up: bool,
     router: Router,
+    /// Legs evicted at `MANAGER_MAX_LEGS` already logged and counted.
+    evicted_reported: u64,
 }
 
 impl Dispatcher {
@@ -82,6 +87,7 @@ impl Dispatcher {
             ami_commands,
             ami_up: false,
             router: Router::default(),
+            evicted_reported: 0,
         }
     }
 
@@ -246,6 +252,26 @@ impl Dispatcher {
         self.router.set_now(secs);
     }
 
+    /// `MANAGER_MAX_LEGS`.
+    pub fn set_max_legs(&mut self, max: usize) {
+        self.router.set_max_legs(max);
+    }
+
+    /// Legs hung up at `MANAGER_MAX_LEGS` since the last call: counted with the expired ones,
+    /// logged in one line.
+    pub fn report_evicted(&mut self, max: usize) {
+        let evicted = self.router.tracker().evicted;
+        let n = evicted - self.evicted_reported;
+        if n > 0 {
+            self.evicted_reported = evicted;
+            stats::add(&self.counters.legs_expired, n);
+            log::warn!(
+                "{n} call legs dropped, the oldest first: more than MANAGER_MAX_LEGS ({max}) \
+                 were known (lost Hangups, or a flood of channels)"
+            );
+        }
+    }
+
     /// Hangs up legs older than `max_age` seconds.
     pub fn expire(&mut self, max_age: u64) {
         let (notes, n) = self.router.expire(max_age);
@@ -300,6 +326,7 @@ const EXPIRE_EVERY: u64 = 60;
 /// The thread body: runs until `shutdown` is disconnected.
 pub fn run(ch: DispatcherChannels, settings: Settings, metrics: MetricsSink) {
     let mut d = Dispatcher::new(ch.ami_commands, ch.counters.clone());
+    d.set_max_legs(settings.max_legs);
     let started = Instant::now();
     let ticker = tick(Duration::from_secs(1));
     let mut last_stats = started;
@@ -318,6 +345,7 @@ pub fn run(ch: DispatcherChannels, settings: Settings, metrics: MetricsSink) {
                     last_expire = now;
                     d.expire(settings.leg_max_age);
                 }
+                d.report_evicted(settings.max_legs);
                 if !settings.stats_interval.is_zero()
                     && last_stats.elapsed() >= settings.stats_interval
                 {

@@ -118,6 +118,11 @@ impl Router {
         self.tracker.begin_resync();
     }
 
+    /// `MANAGER_MAX_LEGS`.
+    pub fn set_max_legs(&mut self, max: usize) {
+        self.tracker.set_max_legs(max);
+    }
+
     /// The clock (seconds) stamped on the legs the next frames touch.
     pub fn set_now(&mut self, now: u64) {
         self.tracker.set_now(now);

@@ -133,6 +133,7 @@ impl Server {
         };
         let settings = Settings {
             leg_max_age: m.leg_max_age.as_secs(),
+            max_legs: m.max_legs,
             stats_interval: config.logging.stats_interval,
         };
         let metrics = match &config.logging.metrics_file {

@@ -880,3 +880,31 @@ Event: StatusComplete
     let ns = run_resync(Dialect::V1_4, old);
     assert!(ns.is_empty(), "{:?}", summary(&ns));
 }
+
+/// 100,000 channels that never end (a flood, or lost Hangups) hold at most `MANAGER_MAX_LEGS`
+/// legs: the oldest are hung up (an agent's gets its Hangup), counted; the newest stay.
+#[test]
+fn legs_are_bounded_in_count_the_oldest_going_first() {
+    let mut t = Tracker::new();
+    t.set_max_legs(1000);
+    for i in 0..100_000u64 {
+        t.set_now(i);
+        let f = frames(&format!(
+            "Event: Newchannel\nChannel: PJSIP/201-{i:08x}\nUniqueid: u{i}\nLinkedid: u{i}\n\
+             CallerIDNum: 0215552001\nChannelStateDesc: Ring\n\n"
+        ));
+        t.apply(decode(&f[0], Dialect::V12Plus));
+        assert!(t.legs() <= 1000, "{} legs", t.legs());
+    }
+    assert!(t.legs() >= 990, "{}", t.legs());
+    assert_eq!(t.evicted, 100_000 - t.legs() as u64);
+    assert!(t.consistent());
+    // The newest is still known (its Hangup ends it); the oldest is gone.
+    let before = t.legs();
+    let h = frames("Event: Hangup\nChannel: PJSIP/201-0001869f\nUniqueid: u99999\n\n");
+    t.apply(decode(&h[0], Dialect::V12Plus));
+    assert_eq!(t.legs(), before - 1);
+    let h = frames("Event: Hangup\nChannel: PJSIP/201-00000000\nUniqueid: u0\n\n");
+    t.apply(decode(&h[0], Dialect::V12Plus));
+    assert_eq!(t.legs(), before - 1);
+}

@@ -112,6 +112,7 @@ impl Config {
             secret("manager", "MANAGER_PASS", &m.pass),
             e("manager", "MANAGER_QUEUE_BYTES", m.queue_bytes.to_string()),
             e("manager", "MANAGER_LEG_MAX_AGE", s(m.leg_max_age)),
+            e("manager", "MANAGER_MAX_LEGS", m.max_legs.to_string()),
             e("ctiserver", "CTI_CLIENT_TIMEOUT", s(c.client_timeout)),
             e("ctiserver", "CTI_CLIENT_KEEPALIVE", c.keepalive.to_string()),
             e("ctiserver", "CTI_SERVER_LISTEN_IP", c.listen_ip.to_string()),

@@ -381,6 +381,13 @@ impl<'a> Reader<'a> {
                 4 << 30,
             )? as usize,
             leg_max_age: self.secs("manager", "MANAGER_LEG_MAX_AGE", 86_400, 60)?,
+            max_legs: self.int(
+                "manager",
+                "MANAGER_MAX_LEGS",
+                Some(crate::calls::DEFAULT_MAX_LEGS as u64),
+                100,
+                10_000_000,
+            )? as usize,
         };
         let cti = CtiConfig {
             client_timeout: self.secs("ctiserver", "CTI_CLIENT_TIMEOUT", 60, 1)?,
