@@ -11,8 +11,17 @@ use std::time::Instant;
 
 #[derive(Debug)]
 struct Slot<T> {
-    value: Mutex<Option<T>>,
+    state: Mutex<State<T>>,
     ready: Condvar,
+}
+
+#[derive(Debug)]
+struct State<T> {
+    value: Option<T>,
+    /// The Reply is gone (sent or dropped unsent): nothing more can come. Set under the lock, so
+    /// the waiter sees it the moment it is woken (the Arc's count drops only after `Drop::drop`
+    /// has returned, which a woken waiter could see too early and wait for its deadline).
+    closed: bool,
 }
 
 /// The answering side.
@@ -25,7 +34,10 @@ pub struct Waiter<T>(Arc<Slot<T>>);
 
 pub fn oneshot<T>() -> (Reply<T>, Waiter<T>) {
     let slot = Arc::new(Slot {
-        value: Mutex::new(None),
+        state: Mutex::new(State {
+            value: None,
+            closed: false,
+        }),
         ready: Condvar::new(),
     });
     (Reply(slot.clone()), Waiter(slot))
@@ -34,16 +46,23 @@ pub fn oneshot<T>() -> (Reply<T>, Waiter<T>) {
 impl<T> Reply<T> {
     /// Hands `value` over (never waits). If nobody waits any more it is simply dropped.
     pub fn send(self, value: T) {
-        *self.0.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+        self.0
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .value = Some(value);
         self.0.ready.notify_one();
     }
 }
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        // Wakes the waiter, so that an unsent reply's end is seen at once (the waiter checks the
-        // count under the lock, which this takes first).
-        let _guard = self.0.value.lock().unwrap_or_else(PoisonError::into_inner);
+        // Wakes the waiter, so that an unsent reply's end is seen at once.
+        self.0
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
         self.0.ready.notify_one();
     }
 }
@@ -51,13 +70,12 @@ impl<T> Drop for Reply<T> {
 impl<T> Waiter<T> {
     /// The value, once sent; `None` if `deadline` passes first or the reply was dropped unsent.
     pub fn recv_deadline(self, deadline: Instant) -> Option<T> {
-        let mut v = self.0.value.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(value) = v.take() {
+            if let Some(value) = v.value.take() {
                 return Some(value);
             }
-            // Only the Reply and this waiter hold the slot: with the Reply gone, nothing can come.
-            if Arc::strong_count(&self.0) == 1 {
+            if v.closed {
                 return None;
             }
             let now = Instant::now();
