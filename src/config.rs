@@ -193,6 +193,8 @@ const KNOWN_KEYS: [(&str, &[&str]); 4] = [
             "CTI_LOGIN_MAX_FAILURES_PER_IP",
             "CTI_LOGIN_WINDOW",
             "CTI_LOGIN_COOLDOWN",
+            "CTI_LOGIN_IPV4_PREFIX",
+            "CTI_LOGIN_IPV6_PREFIX",
         ],
     ),
 ];

@@ -24,6 +24,8 @@ pub const RELOADABLE: &[&str] = &[
     "CTI_LOGIN_MAX_FAILURES_PER_IP",
     "CTI_LOGIN_WINDOW",
     "CTI_LOGIN_COOLDOWN",
+    "CTI_LOGIN_IPV4_PREFIX",
+    "CTI_LOGIN_IPV6_PREFIX",
 ];
 
 /// One key that differs between two configurations (values as `--check-config` shows them).
@@ -178,6 +180,16 @@ impl Config {
                 "ctiserver",
                 "CTI_LOGIN_COOLDOWN",
                 s(c.login_throttle.cooldown),
+            ),
+            e(
+                "ctiserver",
+                "CTI_LOGIN_IPV4_PREFIX",
+                c.login_throttle.v4_prefix.to_string(),
+            ),
+            e(
+                "ctiserver",
+                "CTI_LOGIN_IPV6_PREFIX",
+                c.login_throttle.v6_prefix.to_string(),
             ),
         ]
     }

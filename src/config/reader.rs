@@ -436,6 +436,8 @@ impl<'a> Reader<'a> {
                 )? as u32,
                 window: self.secs("ctiserver", "CTI_LOGIN_WINDOW", 60, 1)?,
                 cooldown: self.secs("ctiserver", "CTI_LOGIN_COOLDOWN", 60, 1)?,
+                v4_prefix: self.int("ctiserver", "CTI_LOGIN_IPV4_PREFIX", Some(24), 8, 32)? as u8,
+                v6_prefix: self.int("ctiserver", "CTI_LOGIN_IPV6_PREFIX", Some(64), 16, 128)? as u8,
             },
         };
         Ok(Config {

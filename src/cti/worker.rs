@@ -254,12 +254,14 @@ impl Env for WorkerEnv<'_> {
                 // The same words every time, so that the per-connection summary folds them.
                 Some(match refusal {
                     Refusal::Address { .. } => format!(
-                        "too many failed logins from {ip}: refused until the cool-down ends \
-                         (CTI_LOGIN_MAX_FAILURES_PER_IP, CTI_LOGIN_COOLDOWN)"
+                        "too many failed logins from {ip}'s network: refused until the \
+                         cool-down ends (CTI_LOGIN_MAX_FAILURES_PER_IP, CTI_LOGIN_COOLDOWN; \
+                         networks by CTI_LOGIN_IPV4_PREFIX, CTI_LOGIN_IPV6_PREFIX)"
                     ),
                     Refusal::User { .. } => format!(
-                        "too many failed logins for this user from {ip}: refused until the \
-                         cool-down ends (CTI_LOGIN_MAX_FAILURES, CTI_LOGIN_COOLDOWN)"
+                        "too many failed logins for this user: refused from {ip}, a network it \
+                         has not logged in from, until the cool-down ends \
+                         (CTI_LOGIN_MAX_FAILURES, CTI_LOGIN_COOLDOWN)"
                     ),
                 })
             }
@@ -275,7 +277,9 @@ impl Env for WorkerEnv<'_> {
 
     fn login_succeeded(&mut self, username: &str) {
         let ip = self.peer.ip();
-        self.ctx.throttle.with(|t| t.succeeded(ip, username));
+        self.ctx
+            .throttle
+            .with(|t| t.succeeded(ip, username, Instant::now()));
     }
 
     fn audit(&mut self, fields: &str) {
