@@ -17,12 +17,17 @@
 //! than `MYSQL_TIMEOUT`) and then answers `101 KO`; a request whose client gave up is skipped. While
 //! the database is known to be down (the last query failed), logins fail at once, except one probe
 //! per [`PROBE_EVERY`], so recovery needs no restart and a dead database never builds a queue.
+//!
+//! Demand: `MYSQL_POOL_SIZE` login threads to start with; when their queue is full (a restart
+//! brings a thousand agents back at once) another thread starts, up to [`pool_limit`], and a login
+//! that still finds the queue full waits for room until its own deadline — it is never refused
+//! just because the others came at the same moment.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 
 use crate::oneshot::{oneshot, Reply};
 use crate::stats::{self, Counters};
@@ -318,6 +323,52 @@ pub struct Logins {
     tx: Sender<Request>,
     health: Arc<Mutex<Health>>,
     timeout: Duration,
+    pool: Arc<Mutex<Pool>>,
+}
+
+/// What starting one more login thread takes.
+struct Pool {
+    rx: Receiver<Request>,
+    store: Arc<dyn Store>,
+    health: Arc<Mutex<Health>>,
+    counters: Arc<Counters>,
+    started: usize,
+    limit: usize,
+}
+
+/// The most login threads (and so database connections at once) `MYSQL_POOL_SIZE` grows to under
+/// demand: four times it, at most 64 (never fewer than it).
+pub fn pool_limit(pool_size: usize) -> usize {
+    pool_size.max((pool_size * 4).min(64))
+}
+
+impl Pool {
+    /// One more login thread, if the limit allows (and the system gives a thread).
+    fn grow(&mut self) {
+        if self.started >= self.limit {
+            return;
+        }
+        let n = self.started + 1;
+        let (rx, store, health, counters) = (
+            self.rx.clone(),
+            self.store.clone(),
+            self.health.clone(),
+            self.counters.clone(),
+        );
+        match crate::vital::spawn(&format!("db-{n}"), move || {
+            login_thread(rx, store.as_ref(), &health, &counters)
+        }) {
+            Ok(_) => {
+                self.started = n;
+                log::info!(
+                    "logins are queueing: {n} database login threads now (MYSQL_POOL_SIZE grows \
+                     with demand up to {})",
+                    self.limit
+                );
+            }
+            Err(e) => log::warn!("{e}"),
+        }
+    }
 }
 
 /// Starts `threads` login threads over `store`; they end when every [`Logins`] clone is dropped.
@@ -340,11 +391,20 @@ pub fn start_logins(
         })?;
         handles.push(h);
     }
+    let pool = Pool {
+        rx,
+        store,
+        health: health.clone(),
+        counters,
+        started: threads,
+        limit: pool_limit(threads),
+    };
     Ok((
         Logins {
             tx,
             health,
             timeout,
+            pool: Arc::new(Mutex::new(pool)),
         },
         handles,
     ))
@@ -396,8 +456,26 @@ impl Logins {
         };
         match self.tx.try_send(req) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err("every database connection is busy (MYSQL_POOL_SIZE)".into())
+            Err(TrySendError::Full(req)) => {
+                // Demand: one more thread (up to the limit), then a wait for room in the queue
+                // until this login's deadline.
+                self.pool
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .grow();
+                match self.tx.send_deadline(req, deadline) {
+                    Ok(()) => {}
+                    Err(SendTimeoutError::Timeout(_)) => {
+                        return Err(format!(
+                            "every database login thread stayed busy for {:.1} s \
+                             (MYSQL_POOL_SIZE, MYSQL_TIMEOUT)",
+                            deadline.saturating_duration_since(now).as_secs_f32()
+                        ))
+                    }
+                    Err(SendTimeoutError::Disconnected(_)) => {
+                        return Err("the server is stopping".into())
+                    }
+                }
             }
             Err(TrySendError::Disconnected(_)) => return Err("the server is stopping".into()),
         }
@@ -544,33 +622,53 @@ mod tests {
     }
 
     #[test]
-    fn at_most_four_logins_per_thread_wait_and_one_more_is_refused_at_once() {
+    fn a_full_queue_grows_the_pool_to_its_limit_then_waits_until_the_deadline() {
         let store = Arc::new(Gated::default());
         let logins = logins_over(&store);
+        let limit = pool_limit(1);
+        assert_eq!(limit, 4);
         let login = |l: &Logins| {
             let l = l.clone();
             std::thread::spawn(move || {
                 l.authenticate("a", "s", Instant::now() + Duration::from_secs(60))
             })
         };
-        // One in progress (it has reached the database), then QUEUE_PER_THREAD waiting in the queue.
+        // The gate is closed: every thread's query waits at the database. One thread and a full
+        // queue; then each login beyond starts one more thread, until the limit.
         let mut waiting = vec![login(&logins)];
         store.wait_calls(1);
         waiting.extend((0..QUEUE_PER_THREAD).map(|_| login(&logins)));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while logins.tx.len() < QUEUE_PER_THREAD {
-            assert!(Instant::now() < deadline, "{} queued", logins.tx.len());
-            std::thread::yield_now();
+        let full = |l: &Logins| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while l.tx.len() < QUEUE_PER_THREAD {
+                assert!(Instant::now() < deadline, "{} queued", l.tx.len());
+                std::thread::yield_now();
+            }
+        };
+        full(&logins);
+        for n in 2..=limit {
+            waiting.push(login(&logins));
+            store.wait_calls(n as u32);
+            // The new thread took one from the queue; the login that started it took its place.
+            full(&logins);
         }
-        // The next is refused at once, not after a wait for the (closed) database.
+        assert_eq!(logins.pool.lock().unwrap().started, limit);
+        // At the limit, with the queue full: a login waits for room until its deadline, and says
+        // why; it is not refused at once.
         let t = Instant::now();
-        let r = logins.authenticate("a", "s", Instant::now() + Duration::from_secs(60));
-        assert!(r.unwrap_err().contains("MYSQL_POOL_SIZE"));
+        let r = logins.authenticate("a", "s", t + Duration::from_millis(300));
+        assert!(r.unwrap_err().contains("stayed busy"));
+        assert!(t.elapsed() >= Duration::from_millis(300));
         assert!(t.elapsed() < PROMPT, "{:?}", t.elapsed());
+        // More logins wait for room; the database answers; every one is logged in.
+        waiting.extend((0..10).map(|_| login(&logins)));
         store.open();
         for w in waiting {
             assert!(matches!(w.join().unwrap(), Ok(Some(_))));
         }
-        assert_eq!(store.calls(), 1 + QUEUE_PER_THREAD as u32);
+        assert_eq!(
+            store.calls(),
+            (1 + QUEUE_PER_THREAD + (limit - 1) + 10) as u32
+        );
     }
 }
