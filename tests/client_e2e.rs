@@ -1352,42 +1352,37 @@ mod window {
         /// The bus, and the services it starts (the accessibility bus among them), keep their
         /// sockets in `runtime` (their XDG_RUNTIME_DIR): one test's never meets another's.
         fn start(runtime: &Path) -> Bus {
-            let (address, daemon) = Bus::daemon(runtime);
-            let items = Arc::new(Mutex::new(Vec::new()));
-            let conn = zbus::blocking::connection::Builder::address(address.as_str())
-                .unwrap()
-                .name("org.kde.StatusNotifierWatcher")
-                .unwrap()
-                .serve_at(
-                    "/StatusNotifierWatcher",
-                    Watcher {
-                        items: items.clone(),
-                    },
-                )
-                .unwrap()
-                .build()
-                .unwrap();
-            Bus {
-                address,
-                daemon,
-                conn,
-                items,
-            }
+            Bus::with(runtime, true)
         }
 
         /// A bus for a real panel ([`Panel`]): no stand-in watcher; the services it starts (the
         /// panel's settings daemon, xfconfd) read their configuration from `runtime`/config.
         fn for_panel(runtime: &Path) -> Bus {
+            Bus::with(runtime, false)
+        }
+
+        fn with(runtime: &Path, stand_in_watcher: bool) -> Bus {
             let (address, daemon) = Bus::daemon(runtime);
-            let conn = zbus::blocking::connection::Builder::address(address.as_str())
-                .unwrap()
-                .build()
-                .unwrap();
+            let items = Arc::new(Mutex::new(Vec::new()));
+            let mut builder =
+                zbus::blocking::connection::Builder::address(address.as_str()).unwrap();
+            if stand_in_watcher {
+                builder = builder
+                    .name("org.kde.StatusNotifierWatcher")
+                    .unwrap()
+                    .serve_at(
+                        "/StatusNotifierWatcher",
+                        Watcher {
+                            items: items.clone(),
+                        },
+                    )
+                    .unwrap();
+            }
             Bus {
                 address,
                 daemon,
-                conn,
-                items: Arc::new(Mutex::new(Vec::new())),
+                conn: builder.build().unwrap(),
+                items,
             }
         }
 

@@ -22,6 +22,16 @@ fn connect_from(source: [u8; 4], addr: SocketAddr) -> Client {
     Client { sock }
 }
 
+/// A login from `source` with the right secret, answered `101 KO` (the throttle).
+fn refused_from(source: [u8; 4], server: &Server, user: &str, secret: &str) {
+    let mut c = connect_from(source, server.addr);
+    c.expect(b"100 CTISERVER WELCOME\n");
+    c.send(&format!("USER {user}\n"));
+    c.expect(b"100 OK\n");
+    c.send(&format!("PASS {secret}\n"));
+    c.expect(b"101 KO\n");
+}
+
 fn log_file_text(server: &Server) -> String {
     std::fs::read_dir(server.dir.join("logs"))
         .map(|d| {
@@ -74,12 +84,7 @@ fn guessing_drops_to_a_few_lookups_from_any_number_of_addresses_while_the_agent_
     );
     assert!(refused >= guesses - 5 - 2, "{refused} refused of {guesses}");
     // From an address it never logged in from, even the right password waits for the cool-down.
-    let mut new_desk = connect_from([127, 9, 9, 9], server.addr);
-    new_desk.expect(b"100 CTISERVER WELCOME\n");
-    new_desk.send(&format!("USER {user}\n"));
-    new_desk.expect(b"100 OK\n");
-    new_desk.send(&format!("PASS {secret}\n"));
-    new_desk.expect(b"101 KO\n");
+    refused_from([127, 9, 9, 9], &server, &user, &secret);
     // The agent at its desk, with the right password, is not locked out (its login ends the
     // guard: the cool-down was for the guesser).
     let mut c = server.login(&user, &secret);
@@ -98,12 +103,7 @@ fn guessing_drops_to_a_few_lookups_from_any_number_of_addresses_while_the_agent_
         again.send("PASS 0\n");
         again.expect(b"101 KO\n");
     }
-    let mut neighbour = connect_from([127, 5, 5, 77], server.addr);
-    neighbour.expect(b"100 CTISERVER WELCOME\n");
-    neighbour.send(&format!("USER {other}\n"));
-    neighbour.expect(b"100 OK\n");
-    neighbour.send(&format!("PASS {s2}\n"));
-    neighbour.expect(b"101 KO\n");
+    refused_from([127, 5, 5, 77], &server, &other, &s2);
     assert!(server.wait_log(
         "too many failed logins from 127.5.5.",
         Duration::from_secs(5)
